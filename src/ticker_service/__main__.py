@@ -1,0 +1,3 @@
+from ticker_service.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The Litestar application: controllers, dependencies, error handlers and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticker_service import __version__
+from ticker_service.db.embedded import resolve_database_url
+from ticker_service.db.migrate import run_migrations
+from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
+from ticker_service.orders.service import OrderService
+from ticker_service.runtime import Runtime
+from ticker_service.settings import Settings
+from ticker_service.system import metrics
+from ticker_service.system.auth import Caller, resolve_caller
+from ticker_service.system.controllers import SystemController
+from ticker_service.system.errors import EXCEPTION_HANDLERS
+
+log = structlog.get_logger("ticker.http")
+
+
+async def provide_runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+async def provide_order_service(runtime: NamedDependency[Runtime]) -> OrderService:
+    return runtime.orders
+
+
+async def provide_caller(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Caller:
+    return resolve_caller(request, runtime.settings.api_keys)
+
+
+def request_context(app: ASGIApp) -> ASGIApp:
+    """Request id (from X-Request-ID or new), echoed back and bound to every log line; HTTP metrics."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw = headers.get(b"x-request-id", b"")[:64].decode("latin-1")
+        request_id = raw if raw and raw.isprintable() else uuid.uuid4().hex
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = scope.get("path_template") or "unmatched"
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method=method, endpoint=endpoint, status=str(status)).inc()
+            metrics.HTTP_SECONDS.labels(method=method, endpoint=endpoint).observe(elapsed)
+            if status >= 500:
+                log.error("request failed", method=method, path=scope["path"], status=status)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
+
+
+def create_app(settings: Settings, database_url: str | None = None, *, migrate: bool | None = None) -> Litestar:
+    """The app; `migrate` (default: the setting) applies pending migrations in the lifespan."""
+    migrate = settings.migrate_on_start if migrate is None else migrate
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url = database_url or await asyncio.to_thread(resolve_database_url, settings)
+        if migrate:
+            await run_migrations(url)
+        runtime = Runtime(settings, url)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return Litestar(
+        route_handlers=[OrdersController, TasksController, PortfolioController, SystemController],
+        dependencies={
+            "runtime": Provide(provide_runtime),
+            "order_service": Provide(provide_order_service),
+            "caller": Provide(provide_caller),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        middleware=[request_context],
+        openapi_config=OpenAPIConfig(title="Ticker Service", version=__version__, path="/schema"),
+        debug=False,
+        logging_config=None,
+    )

@@ -1,0 +1,1 @@
+"""Brokers behind one protocol: the paper broker and Kite Connect."""

@@ -1,0 +1,133 @@
+"""The broker protocol, shaped after Kite Connect.
+
+The exceptions are the important part: the relay decides between retrying, dead-lettering and
+reconciling purely from which of them a call raised, so every broker must map its own errors onto
+exactly these classes. Anything else a broker raises is treated as ambiguous (`BrokerAmbiguous`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+OrderStatus = str  # Kite's words: OPEN, COMPLETE, CANCELLED, REJECTED, TRIGGER PENDING, ...
+TERMINAL_ORDER_STATUSES = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
+
+
+class BrokerError(Exception):
+    """Base class of every error a broker maps its failures to."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The request certainly did not reach the broker (connection refused, 5xx before acceptance).
+
+    Safe to retry with the same tag.
+    """
+
+
+class BrokerRejected(BrokerError):
+    """The broker refused the request outright (bad input, order state, RMS); no order was created."""
+
+
+class BrokerAuthError(BrokerError):
+    """The session token was refused: stop and alert an operator, never retry on our own."""
+
+
+class BrokerAmbiguous(BrokerError):
+    """The outcome is unknown (timeout, lost answer): the request may or may not have taken effect."""
+
+
+class OrderNotFound(BrokerError):
+    """The broker does not know that order id."""
+
+
+class PlaceOrderParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What a broker needs to place an order; already validated against the instrument."""
+
+    exchange: str
+    tradingsymbol: str
+    transaction_type: Literal["BUY", "SELL"]
+    quantity: int
+    product: str
+    order_type: str
+    variety: str = "regular"
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    validity: str = "DAY"
+    disclosed_quantity: int | None = None
+    market_protection: Decimal | None = None
+    tag: str  # the service's broker tag, never the client's
+
+
+class ModifyOrderParams(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    variety: str = "regular"
+    quantity: int | None = None
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    order_type: str | None = None
+    validity: str | None = None
+
+
+class BrokerOrder(msgspec.Struct, kw_only=True):
+    """One order as the broker's order book shows it (Kite's field names)."""
+
+    order_id: str
+    status: OrderStatus
+    exchange: str
+    tradingsymbol: str
+    transaction_type: str
+    product: str
+    order_type: str
+    variety: str = "regular"
+    validity: str = "DAY"
+    quantity: int
+    price: float = 0.0
+    trigger_price: float = 0.0
+    disclosed_quantity: int = 0
+    filled_quantity: int = 0
+    pending_quantity: int = 0
+    cancelled_quantity: int = 0
+    average_price: float = 0.0
+    tag: str | None = None
+    status_message: str | None = None
+    instrument_token: int | None = None
+    order_timestamp: datetime | None = None
+    exchange_timestamp: datetime | None = None
+    exchange_order_id: str | None = None
+    modified: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+class PlaceResult(msgspec.Struct, kw_only=True):
+    order_id: str
+    order: BrokerOrder | None = None  # a snapshot when the broker has one at hand (paper does)
+
+
+class Broker(Protocol):
+    """What the service needs of a broker. One instance per account."""
+
+    account_id: str
+
+    async def place_order(self, params: PlaceOrderParams) -> PlaceResult: ...
+
+    async def modify_order(self, params: ModifyOrderParams) -> BrokerOrder: ...
+
+    async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder: ...
+
+    async def get_order(self, order_id: str) -> BrokerOrder: ...
+
+    async def orders(self) -> list[BrokerOrder]: ...
+
+    async def orders_by_tag(self, tag: str) -> list[BrokerOrder]: ...
+
+    async def positions(self) -> Mapping[str, list[dict[str, Any]]]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,571 @@
+"""The paper broker.
+
+It behaves like an external broker on purpose: its book lives in its own tables and every call
+commits on its own, independently of the service's transactions. A crash between a paper fill and
+the service recording it is therefore possible, exactly as with Kite, and the service's
+reconciliation has to repair it. Fault injection (`fail_rate`, `latency_ms`, `lose_response_rate`)
+exercises the relay's handling of failures before sending, slow calls and lost answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import datetime, time as dtime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ticker_service.brokers.base import (
+    BrokerAmbiguous,
+    BrokerOrder,
+    BrokerRejected,
+    BrokerUnavailable,
+    ModifyOrderParams,
+    OrderNotFound,
+    PlaceOrderParams,
+    PlaceResult,
+)
+from ticker_service.brokers.paper.prices import price_at
+from ticker_service.db.tables import paper_accounts, paper_orders, paper_trades
+from ticker_service.instruments import Instrument, InstrumentBook, check_order
+from ticker_service.settings import AccountSettings
+from ticker_service.timeutil import IST, utcnow
+
+OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+MARKET_OPEN = dtime(9, 15)
+MARKET_CLOSE = dtime(15, 30)
+
+
+def _f(value: Any) -> float:
+    return float(value) if value is not None else 0.0
+
+
+def row_to_order(row: Mapping[str, Any]) -> BrokerOrder:
+    quantity = int(row["quantity"])
+    filled = int(row["filled_quantity"])
+    cancelled = int(row["cancelled_quantity"])
+    return BrokerOrder(
+        order_id=row["order_id"],
+        status=row["status"],
+        status_message=row["status_message"],
+        exchange=row["exchange"],
+        tradingsymbol=row["tradingsymbol"],
+        instrument_token=int(row["instrument_token"]),
+        transaction_type=row["transaction_type"],
+        product=row["product"],
+        order_type=row["order_type"],
+        variety=row["variety"],
+        validity=row["validity"],
+        quantity=quantity,
+        disclosed_quantity=int(row["disclosed_quantity"]),
+        price=_f(row["price"]),
+        trigger_price=_f(row["trigger_price"]),
+        filled_quantity=filled,
+        cancelled_quantity=cancelled,
+        pending_quantity=max(quantity - filled - cancelled, 0) if row["status"] in OPEN_STATUSES else 0,
+        average_price=_f(row["average_price"]),
+        tag=row["tag"],
+        order_timestamp=row["order_timestamp"],
+        exchange_timestamp=row["exchange_timestamp"],
+        exchange_order_id=None if row["status"] == "REJECTED" else f"1{row['order_id']}",
+        modified=bool(row["modified"]),
+    )
+
+
+def fill_decision(
+    *, transaction_type: str, order_type: str, status: str, price: Decimal, trigger: Decimal, ltp: Decimal
+) -> tuple[str, Decimal | None]:
+    """(new status, fill price or None) for an order at the market price `ltp`.
+
+    A stop order triggers when the price crosses its trigger; a triggered SL then behaves as a
+    LIMIT at its price and a triggered SL-M as a MARKET. Marketable orders fill at the market price
+    (never worse than their limit); resting limits stay OPEN.
+    """
+    buy = transaction_type == "BUY"
+    kind = order_type
+    if kind in ("SL", "SL-M") and status == "TRIGGER PENDING":
+        triggered = ltp >= trigger if buy else ltp <= trigger
+        if not triggered:
+            return "TRIGGER PENDING", None
+    if kind in ("MARKET", "SL-M"):
+        return "COMPLETE", ltp
+    crosses = ltp <= price if buy else ltp >= price
+    if crosses:
+        return "COMPLETE", (min(ltp, price) if buy else max(ltp, price))
+    return "OPEN", None
+
+
+class PaperBroker:
+    """One paper account. `on_update` is told of order changes the broker makes on its own (fills)."""
+
+    def __init__(
+        self,
+        account_id: str,
+        settings: AccountSettings,
+        engine: AsyncEngine,
+        instruments: InstrumentBook,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account_id = account_id
+        self.settings = settings
+        self.engine = engine
+        self.instruments = instruments
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def ltp(self, instrument: Instrument) -> Decimal:
+        return price_at(instrument, self.clock(), self.settings.seed)
+
+    async def _simulate_network(self, *, mutating: bool) -> None:
+        if self.settings.latency_ms:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        if mutating and self.settings.fail_rate and self.rng.random() < self.settings.fail_rate:
+            raise BrokerUnavailable("paper broker: simulated connection failure before the order was sent")
+
+    def _maybe_lose_answer(self) -> None:
+        if self.settings.lose_response_rate and self.rng.random() < self.settings.lose_response_rate:
+            raise BrokerAmbiguous("paper broker: simulated lost response (the request took effect)")
+
+    def _instrument(self, exchange: str, tradingsymbol: str) -> Instrument:
+        instrument = self.instruments.get(exchange, tradingsymbol)
+        if instrument is None:
+            raise BrokerRejected(f"Invalid instrument: {exchange}:{tradingsymbol}")
+        return instrument
+
+    def _check_session(self, instrument: Instrument) -> None:
+        now = datetime.fromtimestamp(self.clock(), IST)
+        if self.settings.enforce_expiry and instrument.expiry and instrument.expiry < now.date():
+            raise BrokerRejected(f"{instrument.tradingsymbol} has expired on {instrument.expiry.isoformat()}")
+        if self.settings.enforce_market_hours and (
+            now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE
+        ):
+            raise BrokerRejected("Markets are closed right now. Place an AMO order or try during market hours.")
+
+    async def _lock_account(self, conn: AsyncConnection) -> None:
+        """Serialize this account's placements so the funds check sees every earlier order."""
+        await conn.execute(
+            pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing()
+        )
+        await conn.execute(
+            select(paper_accounts.c.account_id)
+            .where(paper_accounts.c.account_id == self.account_id)
+            .with_for_update()
+        )
+
+    async def _blocked_margin(
+        self, conn: AsyncConnection, extra: tuple[Instrument, str, str, int] | None = None
+    ) -> Decimal:
+        """Margin blocked by open orders and positions, with an optional extra (new) order.
+
+        Per instrument and product the exposure is the worst case over the open orders filling:
+        max(|net + open buys|, |net - open sells|), valued at the current price and multiplied by
+        the product's margin rate. A closing order therefore needs no extra margin.
+        """
+        exposure: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        trades = await conn.execute(
+            select(
+                paper_trades.c.exchange,
+                paper_trades.c.tradingsymbol,
+                paper_trades.c.product,
+                func.sum(
+                    text("CASE WHEN transaction_type = 'BUY' THEN quantity ELSE -quantity END")
+                ).label("net"),
+            )
+            .where(paper_trades.c.account_id == self.account_id)
+            .group_by(paper_trades.c.exchange, paper_trades.c.tradingsymbol, paper_trades.c.product)
+        )
+        for row in trades.mappings():
+            exposure[(row["exchange"], row["tradingsymbol"], row["product"])][0] = int(row["net"])
+        open_rows = await conn.execute(
+            select(
+                paper_orders.c.exchange,
+                paper_orders.c.tradingsymbol,
+                paper_orders.c.product,
+                paper_orders.c.transaction_type,
+                (paper_orders.c.quantity - paper_orders.c.filled_quantity).label("pending"),
+            ).where(
+                paper_orders.c.account_id == self.account_id, paper_orders.c.status.in_(OPEN_STATUSES)
+            )
+        )
+        for row in open_rows.mappings():
+            slot = exposure[(row["exchange"], row["tradingsymbol"], row["product"])]
+            slot[1 if row["transaction_type"] == "BUY" else 2] += int(row["pending"])
+        if extra is not None:
+            instrument, product, side, qty = extra
+            exposure[(instrument.exchange, instrument.tradingsymbol, product)][1 if side == "BUY" else 2] += qty
+        rates = self.settings.margin
+        total = Decimal(0)
+        for (exchange, symbol, product), (net, buys, sells) in exposure.items():
+            instrument = self.instruments.get(exchange, symbol)
+            if instrument is None:
+                continue
+            worst = max(abs(net + buys), abs(net - sells))
+            rate = Decimal(repr(getattr(rates, product, 1.0)))
+            total += worst * self.ltp(instrument) * rate
+        return total
+
+    async def _fill(self, conn: AsyncConnection, row: Mapping[str, Any], fill_price: Decimal) -> None:
+        qty = int(row["quantity"]) - int(row["filled_quantity"])
+        await conn.execute(
+            paper_trades.insert().values(
+                order_id=row["order_id"],
+                account_id=row["account_id"],
+                exchange=row["exchange"],
+                tradingsymbol=row["tradingsymbol"],
+                instrument_token=row["instrument_token"],
+                product=row["product"],
+                transaction_type=row["transaction_type"],
+                quantity=qty,
+                price=fill_price,
+            )
+        )
+
+    async def _get_row(self, conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Mapping[str, Any]:
+        stmt = select(paper_orders).where(
+            paper_orders.c.order_id == order_id, paper_orders.c.account_id == self.account_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await conn.execute(stmt)).mappings().first()
+        if row is None:
+            raise OrderNotFound(f"Couldn't find that order: {order_id}")
+        return row
+
+    # ---- the Broker protocol -------------------------------------------------------------------
+
+    async def place_order(self, params: PlaceOrderParams) -> PlaceResult:
+        await self._simulate_network(mutating=True)
+        instrument = self._instrument(params.exchange, params.tradingsymbol)
+        problems = check_order(
+            instrument,
+            quantity=params.quantity,
+            order_type=params.order_type,
+            price=params.price,
+            trigger_price=params.trigger_price,
+            disclosed_quantity=params.disclosed_quantity,
+        )
+        if problems:
+            raise BrokerRejected(problems[0][1])
+        self._check_session(instrument)
+        ltp = self.ltp(instrument)
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await self._lock_account(conn)
+            seq = (await conn.execute(text("SELECT nextval('paper_order_seq')"))).scalar_one()
+            order_id = f"{datetime.now(IST):%y%m%d}{seq:09d}"
+            blocked = await self._blocked_margin(
+                conn, (instrument, params.product, params.transaction_type, params.quantity)
+            )
+            funds = Decimal(repr(self.settings.funds))
+            price = params.price or Decimal(0)
+            trigger = params.trigger_price or Decimal(0)
+            status_message = None
+            fill_price: Decimal | None = None
+            if blocked > funds:
+                already = await self._blocked_margin(conn)
+                status = "REJECTED"
+                status_message = (
+                    f"Insufficient funds. Required margin is {blocked - already:.2f} "
+                    f"but available margin is {max(funds - already, Decimal(0)):.2f}."
+                )
+            else:
+                initial = "TRIGGER PENDING" if params.order_type in ("SL", "SL-M") else "OPEN"
+                status, fill_price = fill_decision(
+                    transaction_type=params.transaction_type,
+                    order_type=params.order_type,
+                    status=initial,
+                    price=price,
+                    trigger=trigger,
+                    ltp=ltp,
+                )
+            values = {
+                "order_id": order_id,
+                "account_id": self.account_id,
+                "tag": params.tag,
+                "exchange": params.exchange,
+                "tradingsymbol": params.tradingsymbol,
+                "instrument_token": instrument.instrument_token,
+                "transaction_type": params.transaction_type,
+                "product": params.product,
+                "order_type": params.order_type,
+                "variety": params.variety,
+                "validity": params.validity,
+                "quantity": params.quantity,
+                "disclosed_quantity": params.disclosed_quantity or 0,
+                "price": price,
+                "trigger_price": trigger,
+                "status": status,
+                "status_message": status_message,
+                "filled_quantity": params.quantity if fill_price is not None else 0,
+                "average_price": fill_price or Decimal(0),
+                "order_timestamp": now,
+                "exchange_timestamp": now if status != "REJECTED" else None,
+                "updated_at": now,
+            }
+            row = (await conn.execute(paper_orders.insert().values(**values).returning(paper_orders))).mappings().one()
+            if fill_price is not None:
+                await self._fill(conn, {**row, "filled_quantity": 0}, fill_price)
+        self._maybe_lose_answer()
+        return PlaceResult(order_id=order_id, order=row_to_order(row))
+
+    async def modify_order(self, params: ModifyOrderParams) -> BrokerOrder:
+        await self._simulate_network(mutating=True)
+        async with self.engine.begin() as conn:
+            row = await self._get_row(conn, params.order_id, lock=True)
+            if row["status"] not in OPEN_STATUSES:
+                raise BrokerRejected(f"Order cannot be modified as it is {row['status']}.")
+            instrument = self._instrument(row["exchange"], row["tradingsymbol"])
+            order_type = params.order_type or row["order_type"]
+            quantity = params.quantity if params.quantity is not None else int(row["quantity"])
+            price = params.price if params.price is not None else Decimal(row["price"])
+            trigger = params.trigger_price if params.trigger_price is not None else Decimal(row["trigger_price"])
+            if order_type not in ("LIMIT", "SL"):
+                price = Decimal(0)
+            if order_type not in ("SL", "SL-M"):
+                trigger = Decimal(0)
+            problems = check_order(
+                instrument,
+                quantity=quantity,
+                order_type=order_type,
+                price=price or None,
+                trigger_price=trigger or None,
+            )
+            if problems:
+                raise BrokerRejected(problems[0][1])
+            if quantity < int(row["filled_quantity"]):
+                raise BrokerRejected("Quantity cannot be less than the filled quantity.")
+            status = row["status"]
+            if order_type not in ("SL", "SL-M") and status == "TRIGGER PENDING":
+                status = "OPEN"
+            status, fill_price = fill_decision(
+                transaction_type=row["transaction_type"],
+                order_type=order_type,
+                status=status,
+                price=price,
+                trigger=trigger,
+                ltp=self.ltp(instrument),
+            )
+            now = utcnow()
+            values: dict[str, Any] = {
+                "order_type": order_type,
+                "quantity": quantity,
+                "price": price,
+                "trigger_price": trigger,
+                "validity": params.validity or row["validity"],
+                "modified": True,
+                "status": status,
+                "updated_at": now,
+            }
+            if fill_price is not None:
+                await self._fill(conn, {**row, "quantity": quantity}, fill_price)
+                values.update(filled_quantity=quantity, average_price=fill_price, exchange_timestamp=now)
+            new = (
+                await conn.execute(
+                    update(paper_orders)
+                    .where(paper_orders.c.order_id == params.order_id)
+                    .values(**values)
+                    .returning(paper_orders)
+                )
+            ).mappings().one()
+        self._maybe_lose_answer()
+        return row_to_order(new)
+
+    async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder:
+        await self._simulate_network(mutating=True)
+        async with self.engine.begin() as conn:
+            row = await self._get_row(conn, order_id, lock=True)
+            if row["status"] not in OPEN_STATUSES:
+                raise BrokerRejected(f"Order cannot be cancelled as it is {row['status']}.")
+            new = (
+                await conn.execute(
+                    update(paper_orders)
+                    .where(paper_orders.c.order_id == order_id)
+                    .values(
+                        status="CANCELLED",
+                        cancelled_quantity=paper_orders.c.quantity - paper_orders.c.filled_quantity,
+                        updated_at=utcnow(),
+                    )
+                    .returning(paper_orders)
+                )
+            ).mappings().one()
+        self._maybe_lose_answer()
+        return row_to_order(new)
+
+    async def get_order(self, order_id: str) -> BrokerOrder:
+        await self._simulate_network(mutating=False)
+        async with self.engine.connect() as conn:
+            return row_to_order(await self._get_row(conn, order_id))
+
+    async def orders(self) -> list[BrokerOrder]:
+        await self._simulate_network(mutating=False)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(paper_orders)
+                .where(paper_orders.c.account_id == self.account_id)
+                .order_by(paper_orders.c.order_timestamp, paper_orders.c.order_id)
+            )
+            return [row_to_order(r) for r in rows.mappings()]
+
+    async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
+        await self._simulate_network(mutating=False)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(paper_orders)
+                .where(paper_orders.c.account_id == self.account_id, paper_orders.c.tag == tag)
+                .order_by(paper_orders.c.order_id)
+            )
+            return [row_to_order(r) for r in rows.mappings()]
+
+    async def positions(self) -> Mapping[str, list[dict[str, Any]]]:
+        await self._simulate_network(mutating=False)
+        today = datetime.now(IST).date()
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(paper_trades)
+                    .where(paper_trades.c.account_id == self.account_id)
+                    .order_by(paper_trades.c.trade_id)
+                )
+            ).mappings().all()
+        net: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        day: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        for row in rows:
+            key = (row["exchange"], row["tradingsymbol"], row["product"])
+            net[key].append(row)
+            if row["filled_at"].astimezone(IST).date() == today:
+                day[key].append(row)
+        return {
+            "net": [self._position(key, trades, rows_for_day=day.get(key, [])) for key, trades in net.items()],
+            "day": [self._position(key, trades, rows_for_day=trades) for key, trades in day.items()],
+        }
+
+    def _position(
+        self,
+        key: tuple[str, str, str],
+        trades: list[Mapping[str, Any]],
+        *,
+        rows_for_day: list[Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """One position in Kite's shape; `value` is sell value minus buy value, as Kite's is."""
+        exchange, symbol, product = key
+        instrument = self.instruments.get(exchange, symbol)
+
+        def side(rows: list[Mapping[str, Any]], kind: str) -> tuple[int, Decimal]:
+            picked = [r for r in rows if r["transaction_type"] == kind]
+            return sum(int(r["quantity"]) for r in picked), sum(
+                (Decimal(r["quantity"]) * Decimal(r["price"]) for r in picked), Decimal(0)
+            )
+
+        buy_qty, buy_value = side(trades, "BUY")
+        sell_qty, sell_value = side(trades, "SELL")
+        day_buy_qty, day_buy_value = side(rows_for_day, "BUY")
+        day_sell_qty, day_sell_value = side(rows_for_day, "SELL")
+        quantity = buy_qty - sell_qty
+        last_price = self.ltp(instrument) if instrument else Decimal(0)
+        buy_price = buy_value / buy_qty if buy_qty else Decimal(0)
+        sell_price = sell_value / sell_qty if sell_qty else Decimal(0)
+        average_price = buy_price if quantity > 0 else sell_price if quantity < 0 else Decimal(0)
+        pnl = (sell_value - buy_value) + quantity * last_price
+        closed = min(buy_qty, sell_qty)
+        realised = (sell_price - buy_price) * closed if closed else Decimal(0)
+        return {
+            "tradingsymbol": symbol,
+            "exchange": exchange,
+            "instrument_token": instrument.instrument_token if instrument else 0,
+            "product": product,
+            "quantity": quantity,
+            "overnight_quantity": 0,
+            "multiplier": 1,
+            "average_price": round(float(average_price), 4),
+            "close_price": float(instrument.last_price) if instrument else 0.0,
+            "last_price": float(last_price),
+            "value": float(sell_value - buy_value),
+            "pnl": round(float(pnl), 2),
+            "m2m": round(float(pnl), 2),
+            "unrealised": round(float(pnl - realised), 2),
+            "realised": round(float(realised), 2),
+            "buy_quantity": buy_qty,
+            "buy_price": round(float(buy_price), 4),
+            "buy_value": float(buy_value),
+            "buy_m2m": float(buy_value),
+            "sell_quantity": sell_qty,
+            "sell_price": round(float(sell_price), 4),
+            "sell_value": float(sell_value),
+            "sell_m2m": float(sell_value),
+            "day_buy_quantity": day_buy_qty,
+            "day_buy_price": round(float(day_buy_value / day_buy_qty), 4) if day_buy_qty else 0.0,
+            "day_buy_value": float(day_buy_value),
+            "day_sell_quantity": day_sell_qty,
+            "day_sell_price": round(float(day_sell_value / day_sell_qty), 4) if day_sell_qty else 0.0,
+            "day_sell_value": float(day_sell_value),
+        }
+
+    async def close(self) -> None:
+        return None
+
+    # ---- the matcher's step (called by the singleton matcher job) ------------------------------
+
+    async def match_open_orders(self) -> list[BrokerOrder]:
+        """Fill this account's resting orders that the current price crosses; return the changed ones.
+
+        Each fill is a conditional update of an order still open, under a row lock taken with
+        SKIP LOCKED, so an order is never filled twice even if two matchers ever overlapped.
+        """
+        changed: list[BrokerOrder] = []
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(paper_orders)
+                    .where(
+                        paper_orders.c.account_id == self.account_id,
+                        paper_orders.c.status.in_(OPEN_STATUSES),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            ).mappings().all()
+            now = utcnow()
+            for row in rows:
+                instrument = self.instruments.get(row["exchange"], row["tradingsymbol"])
+                if instrument is None:
+                    continue
+                status, fill_price = fill_decision(
+                    transaction_type=row["transaction_type"],
+                    order_type=row["order_type"],
+                    status=row["status"],
+                    price=Decimal(row["price"]),
+                    trigger=Decimal(row["trigger_price"]),
+                    ltp=self.ltp(instrument),
+                )
+                if status == row["status"]:
+                    continue
+                values: dict[str, Any] = {"status": status, "updated_at": now}
+                if fill_price is not None:
+                    await self._fill(conn, row, fill_price)
+                    values.update(
+                        filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now
+                    )
+                new = (
+                    await conn.execute(
+                        update(paper_orders)
+                        .where(
+                            paper_orders.c.order_id == row["order_id"],
+                            paper_orders.c.status == row["status"],
+                        )
+                        .values(**values)
+                        .returning(paper_orders)
+                    )
+                ).mappings().first()
+                if new is not None:
+                    changed.append(row_to_order(new))
+        return changed

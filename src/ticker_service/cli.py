@@ -1,0 +1,121 @@
+"""`ticker-service serve | db upgrade|downgrade [REV] | tasks list|retry`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from ticker_service.settings import Settings, SettingsError, describe, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"ticker-service: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _database_url(settings: Settings) -> str:
+    from ticker_service.db.embedded import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    import structlog
+    import uvicorn
+
+    from ticker_service.app import create_app
+    from ticker_service.db.migrate import run_migrations
+    from ticker_service.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log = structlog.get_logger("ticker")
+    url = _database_url(settings)
+    if settings.migrate_on_start:
+        asyncio.run(run_migrations(url))
+    log.info("starting", settings=describe(settings), embedded_database=settings.database_url is None)
+    # migrations already ran above (under the advisory lock); the lifespan need not repeat them
+    app = create_app(settings, database_url=url, migrate=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.broker_timeout) + 5,
+    )
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from ticker_service.db.migrate import run_migrations
+
+    settings = _settings()
+    url = _database_url(settings)
+    if args.action == "upgrade":
+        asyncio.run(run_migrations(url, args.revision or "head"))
+    else:
+        asyncio.run(run_migrations(url, args.revision or "base", downgrade=True))
+    print(f"database {args.action} to {args.revision or ('head' if args.action == 'upgrade' else 'base')}: done")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from ticker_service.db.engine import create_engine
+    from ticker_service.orders.tasks import NotRetryable, list_tasks, retry_dead_letter
+
+    settings = _settings()
+    url = _database_url(settings)
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        try:
+            if args.action == "list":
+                statuses = args.status.split(",") if args.status else None
+                tasks = await list_tasks(engine, statuses=statuses, account_ids=None, limit=args.limit, offset=0)
+                for t in tasks:
+                    print(json.dumps({k: t[k] for k in ("task_id", "account_id", "operation", "status", "attempts",
+                                                       "order_id", "last_error")} | {"created_at": str(t["created_at"])}))
+                return 0
+            try:
+                task = await retry_dead_letter(engine, args.task_id)
+            except NotRetryable as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
+            if task is None:
+                print(f"no task {args.task_id}", file=sys.stderr)
+                return 1
+            print(f"{args.task_id} requeued")
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ticker-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service (migrations applied first)").set_defaults(func=cmd_serve)
+    db = sub.add_parser("db", help="schema migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(func=cmd_db)
+    tasks = sub.add_parser("tasks", help="inspect and retry tasks")
+    tasks.add_argument("action", choices=["list", "retry"])
+    tasks.add_argument("task_id", nargs="?")
+    tasks.add_argument("--status", help="comma-separated task states")
+    tasks.add_argument("--limit", type=int, default=50)
+    tasks.set_defaults(func=cmd_tasks)
+    args = parser.parse_args(argv)
+    if args.command == "tasks" and args.action == "retry" and not args.task_id:
+        parser.error("tasks retry needs a TASK_ID")
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,181 @@
+"""Table definitions (SQLAlchemy Core). Alembic owns the schema; these mirror the migrations.
+
+`tests/integration/test_migrations.py` compares this metadata with the migrated database, so a
+migration and these definitions cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+TZ = DateTime(timezone=True)
+
+account_seq = Table(
+    "account_seq",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+order_tasks = Table(
+    "order_tasks",
+    metadata,
+    Column("task_id", Text, primary_key=True),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False, server_default=text("5")),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("result", JSONB),
+    Column("account_id", Text, nullable=False),
+    Column("broker_tag", Text, nullable=False, unique=True),
+    Column("order_id", Text),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", TZ),
+    Column("next_attempt_at", TZ, nullable=False, server_default=func.now()),
+    Column("expires_in", Numeric, nullable=False),
+    Column("deadline_at", TZ, nullable=False),
+    Column("unknown_since", TZ),
+    Column("batch_id", Text),
+    Column("batch_index", Integer),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_order_tasks_account_idempotency"),
+    Index(
+        "ix_order_tasks_claimable",
+        "next_attempt_at",
+        postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
+    ),
+    Index("ix_order_tasks_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    Index("ix_order_tasks_status", "status"),
+    Index("ix_order_tasks_account_created", "account_id", "created_at"),
+    Index("ix_order_tasks_order_id", "order_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("order_id", Text, primary_key=True),
+    Column("task_id", Text),
+    Column("broker_tag", Text),
+    Column("client_tag", Text),
+    Column("exchange", Text, nullable=False),
+    Column("tradingsymbol", Text, nullable=False),
+    Column("transaction_type", Text, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("order_type", Text, nullable=False),
+    Column("variety", Text, nullable=False),
+    Column("validity", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("price", Numeric, nullable=False),
+    Column("trigger_price", Numeric, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("status_message", Text),
+    Column("filled_quantity", Integer, nullable=False),
+    Column("average_price", Numeric, nullable=False),
+    Column("snapshot", JSONB, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Index("ix_orders_broker_tag", "broker_tag"),
+    Index("ix_orders_account_status", "account_id", "status"),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("account_id", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("task_id", Text),
+    Column("order_id", Text),
+    Column("data", JSONB, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    UniqueConstraint("account_id", "seq", name="uq_outbox_events_account_seq"),
+    Index("ix_outbox_events_created", "created_at"),
+)
+
+# ---- the paper broker's own book: written only by the paper broker, in its own transactions ----
+
+paper_accounts = Table(
+    "paper_accounts",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+)
+
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("paper_accounts.account_id"), nullable=False),
+    Column("tag", Text),
+    Column("exchange", Text, nullable=False),
+    Column("tradingsymbol", Text, nullable=False),
+    Column("instrument_token", BigInteger, nullable=False),
+    Column("transaction_type", Text, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("order_type", Text, nullable=False),
+    Column("variety", Text, nullable=False),
+    Column("validity", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("disclosed_quantity", Integer, nullable=False, server_default=text("0")),
+    Column("price", Numeric, nullable=False),
+    Column("trigger_price", Numeric, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("status_message", Text),
+    Column("filled_quantity", Integer, nullable=False, server_default=text("0")),
+    Column("cancelled_quantity", Integer, nullable=False, server_default=text("0")),
+    Column("average_price", Numeric, nullable=False, server_default=text("0")),
+    Column("modified", Boolean, nullable=False, server_default=text("false")),
+    Column("order_timestamp", TZ, nullable=False, server_default=func.now()),
+    Column("exchange_timestamp", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Index("ix_paper_orders_account_tag", "account_id", "tag"),
+    Index(
+        "ix_paper_orders_open",
+        "account_id",
+        postgresql_where=text("status IN ('OPEN', 'TRIGGER PENDING')"),
+    ),
+)
+
+paper_trades = Table(
+    "paper_trades",
+    metadata,
+    Column("trade_id", BigInteger, primary_key=True, autoincrement=True),
+    Column("order_id", Text, ForeignKey("paper_orders.order_id"), nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("exchange", Text, nullable=False),
+    Column("tradingsymbol", Text, nullable=False),
+    Column("instrument_token", BigInteger, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("transaction_type", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("price", Numeric, nullable=False),
+    Column("filled_at", TZ, nullable=False, server_default=func.now()),
+    Index("ix_paper_trades_account", "account_id", "exchange", "tradingsymbol", "product"),
+    Index("ix_paper_trades_order", "order_id"),
+)

@@ -1,0 +1,1 @@
+"""Background jobs: lease sweeping, reconciliation, the paper matcher, clean-up."""

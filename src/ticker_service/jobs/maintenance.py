@@ -1,0 +1,171 @@
+"""The periodic jobs that keep the service's view consistent with the broker's.
+
+* `sweep_expired_leases` (every process): a `running` task whose lease ran out had its worker die or
+  hang mid-call, so its outcome is unknown; it moves to `unknown` and is reconciled by tag.
+* `reconcile_orders` (singleton): compares each account's broker order book with the mirror and
+  records what changed. This repairs an event lost to a crash between a broker-side change (a
+  paper fill, a Kite update) and the service recording it.
+* `match_paper_orders` (singleton): the paper exchange's matcher.
+* `cleanup` (singleton, cron): deletes finished tasks and old events after the retention period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+from croniter import croniter
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticker_service.brokers.base import Broker, BrokerOrder
+from ticker_service.brokers.paper.broker import PaperBroker
+from ticker_service.db.tables import order_tasks, orders, outbox_events
+from ticker_service.orders.mirror import apply_snapshot
+from ticker_service.orders.tasks import COMPLETED, FAILED, REJECTED, RUNNING, UNKNOWN
+from ticker_service.outbox.events import task_status_event
+from ticker_service.outbox.writer import append_events
+from ticker_service.system import metrics
+from ticker_service.timeutil import IST
+
+log = structlog.get_logger("ticker.jobs")
+
+
+async def sweep_expired_leases(engine: AsyncEngine, grace_seconds: float, limit: int = 100) -> int:
+    """Move `running` tasks with an expired lease to `unknown`, one transaction per task."""
+    moved = 0
+    for _ in range(limit):
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(order_tasks)
+                    .where(order_tasks.c.status == RUNNING, order_tasks.c.lease_expires_at < func.now())
+                    .order_by(order_tasks.c.lease_expires_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).mappings().first()
+            if row is None:
+                return moved
+            message = "lease expired during the broker call (worker died or stalled); outcome unknown"
+            await conn.execute(
+                update(order_tasks)
+                .where(order_tasks.c.task_id == row["task_id"])
+                .values(
+                    status=UNKNOWN,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    unknown_since=func.now(),
+                    next_attempt_at=func.now() + timedelta(seconds=grace_seconds),
+                    last_error=message,
+                    updated_at=func.now(),
+                )
+            )
+            await append_events(conn, row["account_id"], [task_status_event(row, UNKNOWN, error=message)])
+        metrics.LEASES_EXPIRED.inc()
+        log.warning("lease expired; task moved to unknown", task_id=row["task_id"])
+        moved += 1
+    return moved
+
+
+def _differs(mirror: tuple[str, int, Decimal, int, Decimal] | None, order: BrokerOrder) -> bool:
+    if mirror is None:
+        return True
+    status, filled, price, quantity, trigger = mirror
+    return (status, filled, quantity) != (order.status, order.filled_quantity, order.quantity) or (
+        price != Decimal(repr(order.price)) or trigger != Decimal(repr(order.trigger_price))
+    )
+
+
+async def record_orders(engine: AsyncEngine, account_id: str, changed: Iterable[BrokerOrder]) -> int:
+    """Apply broker snapshots to the mirror, one transaction (and its events) per order."""
+    events_written = 0
+    for order in changed:
+        async with engine.begin() as conn:
+            events = await apply_snapshot(conn, account_id, order)
+            await append_events(conn, account_id, events)
+            events_written += len(events)
+    return events_written
+
+
+async def reconcile_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> int:
+    """Record every order whose broker state differs from the mirror; returns events written."""
+    total = 0
+    for account_id, broker in brokers.items():
+        try:
+            book = await broker.orders()
+        except Exception as exc:
+            log.warning("reconciliation could not read the order book", account_id=account_id, error=str(exc))
+            continue
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    orders.c.order_id, orders.c.status, orders.c.filled_quantity, orders.c.price,
+                    orders.c.quantity, orders.c.trigger_price,
+                ).where(orders.c.account_id == account_id)
+            )
+            mirror = {r.order_id: (r.status, r.filled_quantity, r.price, r.quantity, r.trigger_price) for r in rows}
+        changed = [o for o in book if _differs(mirror.get(o.order_id), o)]
+        if changed:
+            written = await record_orders(engine, account_id, changed)
+            if written:
+                metrics.RECONCILED_ORDERS.inc(written)
+                log.info("reconciliation recorded order changes", account_id=account_id, events=written)
+            total += written
+    return total
+
+
+async def match_paper_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> int:
+    filled = 0
+    for account_id, broker in brokers.items():
+        if isinstance(broker, PaperBroker):
+            changed = await broker.match_open_orders()
+            if changed:
+                await record_orders(engine, account_id, changed)
+                filled += len(changed)
+    return filled
+
+
+class CleanupSchedule:
+    """Fires on a cron schedule in Asia/Kolkata time."""
+
+    def __init__(self, expression: str, now: datetime | None = None) -> None:
+        self.expression = expression
+        self.next_fire = self._after(now or datetime.now(IST))
+
+    def _after(self, moment: datetime) -> datetime:
+        fire: datetime = croniter(self.expression, moment.astimezone(IST)).get_next(datetime)
+        return fire
+
+    def due(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(IST)
+        if now >= self.next_fire:
+            self.next_fire = self._after(now)
+            return True
+        return False
+
+
+async def cleanup(engine: AsyncEngine, retention_days: float) -> dict[str, int]:
+    """Delete finished tasks, terminal mirror orders and events older than the retention.
+
+    Never less than a day, so Idempotency-Keys are honoured for at least 24 hours; dead letters and
+    anything unresolved are kept whatever their age.
+    """
+    cutoff = func.now() - timedelta(days=max(retention_days, 1.0))
+    async with engine.begin() as conn:
+        tasks = await conn.execute(
+            delete(order_tasks).where(
+                order_tasks.c.status.in_((COMPLETED, REJECTED, FAILED)), order_tasks.c.updated_at < cutoff
+            )
+        )
+        events = await conn.execute(delete(outbox_events).where(outbox_events.c.created_at < cutoff))
+        mirrored = await conn.execute(
+            delete(orders).where(
+                orders.c.status.in_(("COMPLETE", "CANCELLED", "REJECTED")), orders.c.updated_at < cutoff
+            )
+        )
+    counts = {"tasks": tasks.rowcount, "events": events.rowcount, "orders": mirrored.rowcount}
+    log.info("cleanup done", **counts)
+    return counts

@@ -1,0 +1,58 @@
+"""Run a periodic job in exactly one process, under a PostgreSQL advisory lock.
+
+The lock is held by a dedicated connection for as long as this process runs the job; if that
+connection dies the lock is released by the server and another instance takes over. The jobs are
+written so that a brief overlap during such a hand-over is harmless (conditional updates,
+deduplicated events): the lock is for efficiency and order, not for correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger("ticker.jobs")
+
+MATCHER_LOCK = 0x7469636B_0002
+RECONCILE_LOCK = 0x7469636B_0003
+CLEANUP_LOCK = 0x7469636B_0004
+
+
+async def run_singleton(
+    name: str,
+    dsn: str,
+    lock_key: int,
+    step: Callable[[], Awaitable[None]],
+    interval: Callable[[], float],
+    stop: asyncio.Event,
+) -> None:
+    """Call `step` every `interval()` seconds while holding `lock_key`; try for the lock meanwhile."""
+    while not stop.is_set():
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(dsn, server_settings={"application_name": f"ticker-{name}"})
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                    log.info("singleton job acquired", job=name)
+                    while not stop.is_set():
+                        try:
+                            await step()
+                        except Exception:
+                            log.exception("singleton job step failed", job=name)
+                        await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), interval())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("singleton job lost its database connection", job=name, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)

@@ -1,0 +1,1 @@
+"""Orders: request schemas, validation, intake of tasks, the order mirror and the HTTP controllers."""

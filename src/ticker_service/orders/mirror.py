@@ -1,0 +1,162 @@
+"""The service's mirror of broker orders, and the events a change of an order produces.
+
+Every source of order state (the relay's own answers, the paper matcher, reconciliation, reads)
+funnels through `apply_snapshot`, which is the single place that decides whether a snapshot is
+news. It is deduplicated on the order's state (status, filled quantity and the modifiable fields),
+and never moves an order backwards: a terminal order stays terminal and fills never shrink. So the
+same fill seen by the matcher and by reconciliation produces its event once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticker_service.brokers.base import TERMINAL_ORDER_STATUSES, BrokerOrder
+from ticker_service.db.tables import order_tasks, orders
+from ticker_service.outbox.events import STATUS_EVENTS, NewEvent, order_event
+from ticker_service.timeutil import utcnow
+
+_COMPARED = ("status", "filled_quantity", "quantity", "price", "trigger_price", "order_type", "validity")
+
+
+def _state(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        Decimal(str(values[k])) if k in ("price", "trigger_price") else values[k] for k in _COMPARED
+    )
+
+
+def _row_values(order: BrokerOrder) -> dict[str, Any]:
+    return {
+        "exchange": order.exchange,
+        "tradingsymbol": order.tradingsymbol,
+        "transaction_type": order.transaction_type,
+        "product": order.product,
+        "order_type": order.order_type,
+        "variety": order.variety,
+        "validity": order.validity,
+        "quantity": order.quantity,
+        "price": Decimal(repr(order.price)),
+        "trigger_price": Decimal(repr(order.trigger_price)),
+        "status": order.status,
+        "status_message": order.status_message,
+        "filled_quantity": order.filled_quantity,
+        "average_price": Decimal(repr(order.average_price)),
+        "snapshot": order.to_dict(),
+    }
+
+
+def events_for_change(
+    old: Mapping[str, Any] | None, order: BrokerOrder, *, task_id: str | None, client_tag: str | None
+) -> list[NewEvent]:
+    """The events that moving from `old` (None: never seen) to `order` means."""
+    events: list[NewEvent] = []
+    if old is None:
+        events.append(order_event("order_placed", order, task_id=task_id, client_tag=client_tag))
+        if order.status in STATUS_EVENTS:
+            events.append(order_event(STATUS_EVENTS[order.status], order, task_id=task_id, client_tag=client_tag))
+        elif order.filled_quantity > 0:
+            events.append(order_event("order_updated", order, task_id=task_id, client_tag=client_tag))
+        return events
+    if order.status != old["status"] and order.status in STATUS_EVENTS:
+        events.append(order_event(STATUS_EVENTS[order.status], order, task_id=task_id, client_tag=client_tag))
+    else:
+        events.append(order_event("order_updated", order, task_id=task_id, client_tag=client_tag))
+    return events
+
+
+def is_regression(old: Mapping[str, Any], order: BrokerOrder) -> bool:
+    """A snapshot older than what we have: never let it overwrite newer state."""
+    if old["status"] in TERMINAL_ORDER_STATUSES:
+        return True
+    return order.filled_quantity < int(old["filled_quantity"])
+
+
+async def _task_for_tag(conn: AsyncConnection, tag: str | None) -> tuple[str | None, str | None]:
+    if not tag:
+        return None, None
+    row = (
+        await conn.execute(
+            select(order_tasks.c.task_id, order_tasks.c.params["tag"].astext).where(
+                order_tasks.c.broker_tag == tag
+            )
+        )
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+async def apply_snapshot(
+    conn: AsyncConnection,
+    account_id: str,
+    order: BrokerOrder,
+    *,
+    task_id: str | None = None,
+    client_tag: str | None = None,
+) -> list[NewEvent]:
+    """Record `order` in the mirror inside the caller's transaction; return the events to append."""
+    if task_id is None:
+        task_id, client_tag = await _task_for_tag(conn, order.tag)
+    values = _row_values(order)
+    now = utcnow()
+    inserted = (
+        await conn.execute(
+            pg_insert(orders)
+            .values(
+                account_id=account_id,
+                order_id=order.order_id,
+                task_id=task_id,
+                broker_tag=order.tag,
+                client_tag=client_tag,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing()
+            .returning(orders.c.order_id)
+        )
+    ).first()
+    if inserted is not None:
+        return events_for_change(None, order, task_id=task_id, client_tag=client_tag)
+    old = (
+        await conn.execute(
+            select(orders)
+            .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
+            .with_for_update()
+        )
+    ).mappings().one()
+    task_id = task_id or old["task_id"]
+    client_tag = client_tag or old["client_tag"]
+    if is_regression(old, order) or _state(old) == _state(values):
+        return []
+    await conn.execute(
+        update(orders)
+        .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
+        .values(
+            updated_at=now,
+            task_id=old["task_id"] or task_id,
+            client_tag=old["client_tag"] or client_tag,
+            **values,
+        )
+    )
+    return events_for_change(old, order, task_id=task_id, client_tag=client_tag)
+
+
+def mirror_row_to_order(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An order as the API shows it: the broker's snapshot plus the service's own references."""
+    data = dict(row["snapshot"])
+    data.update(
+        order_id=row["order_id"],
+        status=row["status"],
+        filled_quantity=row["filled_quantity"],
+        average_price=float(row["average_price"]),
+        broker_tag=row["broker_tag"],
+        tag=row["client_tag"],
+        task_id=row["task_id"],
+        account_id=row["account_id"],
+    )
+    return data

@@ -1,0 +1,284 @@
+"""Order use-cases: validate, write the task, optionally wait, and shape the answer.
+
+Nothing a client sends reaches a broker before it has passed `validate_place` (or the modify and
+cancel checks): the relay only ever sees parameters that were checked against the instrument.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticker_service.brokers.base import Broker, BrokerError, OrderNotFound
+from ticker_service.db.tables import orders
+from ticker_service.instruments import InstrumentBook, check_order, to_decimal
+from ticker_service.orders.mirror import mirror_row_to_order
+from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest, TaskView
+from ticker_service.orders.tasks import COMPLETED, REJECTED, RESOLVED, get_task, submit_task
+from ticker_service.orders.waiters import TaskWaiters
+from ticker_service.settings import Settings
+from ticker_service.system import metrics
+from ticker_service.system.errors import ApiError, FieldError
+from ticker_service.timeutil import rfc3339
+
+log = structlog.get_logger("ticker.orders")
+
+OPEN_ORDER_STATUSES = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "PUT ORDER REQ RECEIVED",
+                       "VALIDATION PENDING", "OPEN PENDING", "MODIFY PENDING", "MODIFY VALIDATION PENDING")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status_code: int
+    body: TaskView
+
+
+class OrderService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        instruments: InstrumentBook,
+        brokers: Mapping[str, Broker],
+        waiters: TaskWaiters,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.instruments = instruments
+        self.brokers = brokers
+        self.waiters = waiters
+
+    # ---- validation ----------------------------------------------------------------------------
+
+    def broker(self, account_id: str, field: str = "account_id") -> Broker:
+        broker = self.brokers.get(account_id)
+        if broker is None:
+            raise FieldError(field, f"unknown account {account_id!r}")
+        return broker
+
+    def validate_place(self, req: PlaceOrderRequest, prefix: str = "") -> dict[str, Any]:
+        """Check an order against its account and instrument; returns the parameters to store."""
+        self.broker(req.account_id, f"{prefix}account_id")
+        instrument = self.instruments.get(req.exchange, req.tradingsymbol)
+        if instrument is None:
+            raise FieldError(
+                f"{prefix}tradingsymbol", f"unknown instrument {req.exchange}:{req.tradingsymbol}"
+            )
+        problems = check_order(
+            instrument,
+            quantity=req.quantity,
+            order_type=req.order_type,
+            price=to_decimal(req.price),
+            trigger_price=to_decimal(req.trigger_price),
+            disclosed_quantity=req.disclosed_quantity,
+            field_prefix=prefix,
+        )
+        if problems:
+            raise FieldError(*problems[0])
+        params = msgspec.to_builtins(req)
+        params.pop("expires_in", None)
+        params.pop("account_id", None)
+        if req.order_type in ("MARKET", "SL-M") and req.market_protection is None:
+            params["market_protection"] = -1
+        if req.order_type not in ("LIMIT", "SL"):
+            params.pop("price", None)
+        if req.order_type not in ("SL", "SL-M"):
+            params.pop("trigger_price", None)
+        return {k: v for k, v in params.items() if v is not None}
+
+    # ---- answers -------------------------------------------------------------------------------
+
+    async def _order_row(self, account_id: str, order_id: str | None) -> dict[str, Any] | None:
+        if order_id is None:
+            return None
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(orders).where(orders.c.account_id == account_id, orders.c.order_id == order_id)
+                )
+            ).mappings().first()
+        return mirror_row_to_order(row) if row else None
+
+    async def view(self, task: Mapping[str, Any]) -> TaskView:
+        order = await self._order_row(task["account_id"], task.get("order_id"))
+        message = task.get("last_error")
+        if order is not None and order.get("status") == "REJECTED" and task["operation"] == "place_order":
+            message = order.get("status_message") or message
+        return TaskView(
+            task_id=task["task_id"],
+            status=task["status"],
+            order_id=task.get("order_id"),
+            account_id=task["account_id"],
+            operation=task["operation"],
+            attempts=task["attempts"],
+            max_attempts=task["max_attempts"],
+            tag=task["params"].get("tag"),
+            broker_tag=task["broker_tag"],
+            error=task.get("last_error"),
+            created_at=rfc3339(task.get("created_at")),
+            updated_at=rfc3339(task.get("updated_at")),
+            deadline_at=rfc3339(task.get("deadline_at")),
+            params=task["params"],
+            result=task.get("result"),
+            order=order,
+            order_status=order.get("status") if order else None,
+            message=message,
+        )
+
+    @staticmethod
+    def status_code(view: TaskView) -> int:
+        """201 placed, 200 modified/cancelled, 422 refused, 503 given up, 202 still in flight."""
+        if view.status == COMPLETED:
+            if view.operation == "place_order":
+                return 422 if view.order_status == "REJECTED" else 201
+            return 200
+        if view.status == REJECTED:
+            return 422
+        if view.status in RESOLVED:
+            return 503
+        return 202
+
+    async def _answer(self, task: dict[str, Any], wait: float) -> Answer:
+        if wait > 0 and task["status"] not in RESOLVED:
+            started = time.perf_counter()
+            waited = await self.waiters.wait(
+                task["task_id"],
+                wait,
+                load=lambda: get_task(self.engine, task["task_id"]),
+                done=lambda t: t["status"] in RESOLVED,
+            )
+            task = waited or task
+            if task["status"] in RESOLVED:
+                metrics.ORDER_EXECUTION_SECONDS.labels(operation=task["operation"]).observe(
+                    time.perf_counter() - started
+                )
+        view = await self.view(task)
+        return Answer(self.status_code(view), view)
+
+    # ---- use-cases -----------------------------------------------------------------------------
+
+    async def place(self, req: PlaceOrderRequest, idempotency_key: str | None, wait: float) -> Answer:
+        params = self.validate_place(req)
+        task, created = await submit_task(
+            self.engine,
+            account_id=req.account_id,
+            operation="place_order",
+            params=params,
+            idempotency_key=idempotency_key,
+            expires_in=req.expires_in or self.settings.default_expires_in,
+            max_attempts=self.settings.max_attempts,
+        )
+        if created:
+            metrics.ORDER_REQUESTS.labels(operation="place_order", account=req.account_id).inc()
+        return await self._answer(task, wait)
+
+    async def find_order(self, order_id: str, account_id: str | None) -> tuple[str, dict[str, Any]]:
+        """(account, order) from the mirror, else from the named account's broker; 404 if unknown."""
+        async with self.engine.connect() as conn:
+            stmt = select(orders).where(orders.c.order_id == order_id)
+            if account_id is not None:
+                stmt = stmt.where(orders.c.account_id == account_id)
+            row = (await conn.execute(stmt)).mappings().first()
+        broker_account = row["account_id"] if row else (account_id or "primary")
+        broker = self.broker(broker_account)
+        try:
+            live = (await broker.get_order(order_id)).to_dict()
+        except OrderNotFound:
+            raise ApiError(404, f"order_id: no order {order_id!r} in account {broker_account!r}") from None
+        except BrokerError as exc:
+            if row is None:
+                raise ApiError(503, f"the broker is unavailable and order {order_id!r} is not known locally: {exc}") from None
+            return broker_account, mirror_row_to_order(row) | {"source": "mirror"}
+        live["broker_tag"] = live.pop("tag", None)
+        if row is not None:
+            live.update(tag=row["client_tag"], task_id=row["task_id"])
+        else:
+            live.update(tag=None, task_id=None)
+        live["account_id"] = broker_account
+        return broker_account, live
+
+    async def modify(
+        self, order_id: str, req: ModifyOrderRequest, account_id: str | None, key: str | None, wait: float
+    ) -> Answer:
+        changes = {k: v for k, v in msgspec.to_builtins(req).items() if v is not None and k != "expires_in"}
+        if not changes:
+            raise FieldError("body", "nothing to modify: give quantity, price, trigger_price, order_type or validity")
+        account, order = await self.find_order(order_id, account_id)
+        if order["status"] not in OPEN_ORDER_STATUSES:
+            raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be modified")
+        instrument = self.instruments.get(order["exchange"], order["tradingsymbol"])
+        if instrument is not None:
+            order_type = changes.get("order_type", order["order_type"])
+            price = to_decimal(changes.get("price", order.get("price") or None))
+            trigger = to_decimal(changes.get("trigger_price", order.get("trigger_price") or None))
+            problems = check_order(
+                instrument,
+                quantity=changes.get("quantity", order["quantity"]),
+                order_type=order_type,
+                price=price if order_type in ("LIMIT", "SL") else None,
+                trigger_price=trigger if order_type in ("SL", "SL-M") else None,
+            )
+            if problems:
+                raise FieldError(*problems[0])
+        changes["variety"] = order.get("variety") or "regular"
+        task, created = await submit_task(
+            self.engine,
+            account_id=account,
+            operation="modify_order",
+            params=changes,
+            idempotency_key=key,
+            expires_in=req.expires_in or self.settings.default_expires_in,
+            max_attempts=self.settings.max_attempts,
+            order_id=order_id,
+        )
+        if created:
+            metrics.ORDER_REQUESTS.labels(operation="modify_order", account=account).inc()
+        return await self._answer(task, wait)
+
+    async def cancel(self, order_id: str, account_id: str | None, key: str | None, wait: float) -> Answer:
+        account, order = await self.find_order(order_id, account_id)
+        if order["status"] not in OPEN_ORDER_STATUSES:
+            raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be cancelled")
+        task, created = await submit_task(
+            self.engine,
+            account_id=account,
+            operation="cancel_order",
+            params={"variety": order.get("variety") or "regular"},
+            idempotency_key=key,
+            expires_in=self.settings.default_expires_in,
+            max_attempts=self.settings.max_attempts,
+            order_id=order_id,
+        )
+        if created:
+            metrics.ORDER_REQUESTS.labels(operation="cancel_order", account=account).inc()
+        return await self._answer(task, wait)
+
+    async def order_book(self, account_id: str, status: str | None, limit: int | None, offset: int) -> list[dict[str, Any]]:
+        """The broker's order book, whole by default, each order with its broker tag."""
+        broker = self.broker(account_id)
+        try:
+            book = await broker.orders()
+        except BrokerError as exc:
+            raise ApiError(503, f"the broker's order book is unavailable: {exc}") from None
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(orders.c.order_id, orders.c.client_tag, orders.c.task_id).where(orders.c.account_id == account_id)
+            )
+            known = {r.order_id: (r.client_tag, r.task_id) for r in rows}
+        out = []
+        for order in book:
+            if status is not None and order.status != status:
+                continue
+            data = order.to_dict()
+            data["broker_tag"] = data.pop("tag", None)
+            client_tag, task_id = known.get(order.order_id, (None, None))
+            data.update(tag=client_tag, task_id=task_id, account_id=account_id)
+            out.append(data)
+        return out[offset: offset + limit if limit is not None else None]

@@ -1,0 +1,68 @@
+"""Appending outbox events with a gap-free per-account `seq` in commit order (invariant 4).
+
+The counter row of the account is bumped by the same statement that inserts the events, and that
+statement must be the transaction's last: the row lock is then held only until commit, and a later
+transaction of the same account cannot take its seq before this one has committed. So `seq` order
+is commit order, and a reader that sees seq N knows every seq below N is already visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticker_service.outbox.events import NewEvent
+
+EVENTS_CHANNEL = "ticker_events"
+TASKS_CHANNEL = "ticker_tasks"
+TASK_DONE_CHANNEL = "ticker_task_done"
+
+_APPEND = text(
+    """
+    WITH s AS (
+        INSERT INTO account_seq AS a (account_id, last_seq) VALUES (:account_id, :n)
+        ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + :n
+        RETURNING last_seq
+    ), ins AS (
+        INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
+        SELECT e.event_id, :account_id, s.last_seq - :n + e.i, e.event, e.task_id, e.order_id, e.data
+        FROM s CROSS JOIN jsonb_to_recordset(CAST(:events AS jsonb))
+            AS e(i int, event_id text, event text, task_id text, order_id text, data jsonb)
+        RETURNING seq
+    )
+    SELECT max(seq) AS last, pg_notify('ticker_events', :account_id || ':' || max(seq)) FROM ins
+    """
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_events(events: Sequence[NewEvent]) -> str:
+    return _encoder.encode(
+        [
+            {"i": i, "event_id": e.event_id, "event": e.event, "task_id": e.task_id, "order_id": e.order_id,
+             "data": e.data}
+            for i, e in enumerate(events, start=1)
+        ]
+    ).decode()
+
+
+async def append_events(conn: AsyncConnection, account_id: str, events: Sequence[NewEvent]) -> int | None:
+    """Append `events` for one account; call it as the last statement before commit.
+
+    Returns the highest seq assigned (None when there was nothing to append).
+    """
+    if not events:
+        return None
+    result = await conn.execute(
+        _APPEND, {"account_id": account_id, "n": len(events), "events": encode_events(events)}
+    )
+    last: int | None = result.scalar_one()
+    return last
+
+
+async def notify_task_done(conn: AsyncConnection, task_id: str) -> None:
+    await conn.execute(text("SELECT pg_notify('ticker_task_done', :t)"), {"t": task_id})

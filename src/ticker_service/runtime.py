@@ -1,0 +1,117 @@
+"""Everything a running instance owns: the engine, brokers, relay, listener and background jobs.
+
+Created and torn down by the app's lifespan; controllers reach it through dependencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ticker_service.brokers.base import Broker
+from ticker_service.brokers.paper.broker import PaperBroker
+from ticker_service.db.engine import asyncpg_dsn, create_engine
+from ticker_service.instruments import InstrumentBook, load_instruments
+from ticker_service.jobs import maintenance
+from ticker_service.jobs.singleton import CLEANUP_LOCK, MATCHER_LOCK, RECONCILE_LOCK, run_singleton
+from ticker_service.orders.service import OrderService
+from ticker_service.orders.waiters import TaskWaiters
+from ticker_service.outbox.listener import NotificationListener
+from ticker_service.outbox.relay import Relay
+from ticker_service.outbox.writer import TASK_DONE_CHANNEL, TASKS_CHANNEL
+from ticker_service.settings import Settings, SettingsError
+
+log = structlog.get_logger("ticker.runtime")
+
+
+def build_brokers(settings: Settings, engine: AsyncEngine, instruments: InstrumentBook) -> dict[str, Broker]:
+    brokers: dict[str, Broker] = {}
+    for account_id, account in settings.accounts.items():
+        if account.broker == "paper":
+            brokers[account_id] = PaperBroker(account_id, account, engine, instruments)
+        else:
+            raise SettingsError(
+                f"TICKER_ACCOUNTS: account {account_id!r} uses broker 'kite', which this release does not "
+                "drive yet; use 'paper'"
+            )
+    return brokers
+
+
+class Runtime:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.dsn = asyncpg_dsn(database_url)
+        self.engine = create_engine(database_url, pool_size=max(10, settings.relay_workers + 4))
+        self.instruments = load_instruments()
+        self.brokers = build_brokers(settings, self.engine, self.instruments)
+        self.waiters = TaskWaiters()
+        self.relay = Relay(
+            self.engine, self.brokers.__getitem__, settings, on_task_resolved=self.waiters.resolve
+        )
+        self.listener = NotificationListener(self.dsn)
+        self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
+        self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
+        self.orders = OrderService(self.engine, settings, self.instruments, self.brokers, self.waiters)
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        self._stop.clear()
+        await self.listener.start()
+        await self.relay.start()
+        s = self.settings
+        grace = 2 * s.broker_timeout
+        schedule = maintenance.CleanupSchedule(s.task_cleanup_schedule)
+
+        async def cleanup_step() -> None:
+            if schedule.due():
+                await maintenance.cleanup(self.engine, s.task_retention_days)
+
+        self._background = [
+            asyncio.create_task(self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.engine, grace)),
+                                name="lease-sweeper"),
+            asyncio.create_task(
+                run_singleton("reconcile", self.dsn, RECONCILE_LOCK,
+                              lambda: maintenance.reconcile_orders(self.engine, self.brokers),
+                              lambda: s.reconcile_interval, self._stop),
+                name="reconciler",
+            ),
+            asyncio.create_task(
+                run_singleton("paper-matcher", self.dsn, MATCHER_LOCK,
+                              lambda: maintenance.match_paper_orders(self.engine, self.brokers),
+                              lambda: s.matcher_interval, self._stop),
+                name="paper-matcher",
+            ),
+            asyncio.create_task(
+                run_singleton("cleanup", self.dsn, CLEANUP_LOCK, cleanup_step, lambda: 30.0, self._stop),
+                name="cleanup",
+            ),
+        ]
+        log.info("runtime started", instance_id=s.instance_id, workers=s.relay_workers,
+                 accounts=sorted(self.brokers))
+
+    async def _every(self, interval: float, step: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                await step()
+            except Exception:
+                log.exception("periodic step failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self.relay.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.listener.stop()
+        for broker in self.brokers.values():
+            await broker.close()
+        await self.engine.dispose()
+        log.info("runtime stopped")

@@ -1,0 +1,43 @@
+"""API keys (`TICKER_API_KEYS`): which accounts a caller may use. Off when the variable is unset."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from ticker_service.system.errors import ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: str | None  # a short, loggable prefix of the key; never the key itself
+    accounts: frozenset[str] | None  # None: every account
+
+    def require(self, account_id: str) -> None:
+        if self.accounts is not None and account_id not in self.accounts:
+            raise ApiError(403, f"account_id: this API key may not use account {account_id!r}")
+
+    def visible(self, account_ids: list[str]) -> list[str]:
+        return [a for a in account_ids if self.accounts is None or a in self.accounts]
+
+
+OPEN = Caller(key_id=None, accounts=None)
+
+
+def resolve_caller(request: Request[Any, Any, Any], api_keys: dict[str, list[str]] | None) -> Caller:
+    if not api_keys:
+        return OPEN
+    presented = request.headers.get("x-api-key")
+    if presented is None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+    if not presented:
+        raise ApiError(401, "X-API-Key: an API key is required")
+    for key, allowed in api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            return Caller(key_id=key[:4], accounts=None if "*" in allowed else frozenset(allowed))
+    raise ApiError(401, "X-API-Key: unknown API key")

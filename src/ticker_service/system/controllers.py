@@ -1,0 +1,83 @@
+"""Health and metrics: for operators and load balancers, no API key needed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from ticker_service import __version__
+from ticker_service.orders.tasks import count_by_status
+from ticker_service.runtime import Runtime
+from ticker_service.system import metrics
+
+LAG_DEGRADED_SECONDS = 30.0
+
+
+class SystemController(Controller):
+    tags = ["system"]
+
+    @get("/health", summary="Service status", description="200 unless the database is unreachable (503).")
+    async def health(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            async with runtime.engine.connect() as conn:
+                counts = await count_by_status(conn)
+                lag = (
+                    await conn.execute(
+                        text(
+                            "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0) FROM order_tasks "
+                            "WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()"
+                        )
+                    )
+                ).scalar_one()
+            database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        except Exception as exc:
+            body = {
+                "status": "degraded",
+                "ticker": {"running": runtime.relay.running, "tasks_pending": None, "tasks_completed": None},
+                "database": {"status": "unavailable", "error": type(exc).__name__},
+                "instance_id": runtime.settings.instance_id,
+                "version": __version__,
+            }
+            return Response(body, status_code=503)
+        for status, n in counts.items():
+            metrics.TASKS_BY_STATUS.labels(status=status).set(n)
+        metrics.RELAY_LAG_SECONDS.set(float(lag))
+        unknown = counts.get("unknown", 0)
+        dead = counts.get("dead_letter", 0)
+        problems = []
+        if not runtime.relay.running:
+            problems.append("relay not running")
+        if float(lag) > LAG_DEGRADED_SECONDS:
+            problems.append(f"relay lag {float(lag):.1f}s")
+        if unknown:
+            problems.append(f"{unknown} task(s) with an unknown outcome awaiting reconciliation")
+        body = {
+            "status": "degraded" if problems else "ok",
+            "ticker": {
+                "running": runtime.relay.running,
+                "tasks_pending": sum(counts.get(s, 0) for s in ("pending", "running", "retrying", "unknown")),
+                "tasks_completed": counts.get("completed", 0),
+            },
+            "tasks": counts,
+            "database": database,
+            "relay": {
+                "workers": runtime.settings.relay_workers,
+                "lag_seconds": round(float(lag), 3),
+                "unknown": unknown,
+                "dead_letter": dead,
+            },
+            "problems": problems,
+            "instance_id": runtime.settings.instance_id,
+            "version": __version__,
+        }
+        return Response(body, status_code=200)
+
+    @get("/metrics", summary="Prometheus metrics of this instance", include_in_schema=True)
+    async def metrics_endpoint(self) -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
