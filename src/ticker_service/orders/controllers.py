@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest, TaskView
 from ticker_service.orders.service import Answer, OrderService
@@ -16,14 +16,14 @@ from ticker_service.system.errors import ApiError, FieldError
 
 Wait = Annotated[
     float,
-    Parameter(query="wait", ge=0, le=30, description="Seconds to wait for the broker's answer (0: answer at once)"),
+    QueryParameter(ge=0, le=30, description="Seconds to wait for the broker's answer (0: answer at once)"),
 ]
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False,
+    HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False,
               description="Same key, same task: a retried request is never placed twice"),
 ]
-AccountQuery = Annotated[str | None, Parameter(query="account_id", min_length=1, max_length=64, required=False)]
+AccountQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64, required=False)]
 
 
 def _respond(answer: Answer) -> Response[TaskView]:
@@ -57,10 +57,10 @@ class OrdersController(Controller):
         self,
         order_service: NamedDependency[OrderService],
         caller: NamedDependency[Caller],
-        account_id: Annotated[str, Parameter(query="account_id", min_length=1, max_length=64)] = "primary",
-        status: Annotated[str | None, Parameter(query="status", max_length=40, required=False)] = None,
-        limit: Annotated[int | None, Parameter(query="limit", ge=1, le=10_000, required=False)] = None,
-        offset: Annotated[int, Parameter(query="offset", ge=0)] = 0,
+        account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
+        status: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=10_000, required=False)] = None,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[dict[str, Any]]:
         caller.require(account_id)
         return await order_service.order_book(account_id, status, limit, offset)
@@ -132,11 +132,11 @@ class TasksController(Controller):
         self,
         order_service: NamedDependency[OrderService],
         caller: NamedDependency[Caller],
-        status: Annotated[str | None, Parameter(query="status", required=False,
+        status: Annotated[str | None, QueryParameter(required=False,
                                                 description="comma-separated task states")] = None,
         account_id: AccountQuery = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(query="offset", ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[TaskView]:
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         for s in statuses or ():
@@ -177,7 +177,7 @@ class PortfolioController(Controller):
         self,
         order_service: NamedDependency[OrderService],
         caller: NamedDependency[Caller],
-        account_id: Annotated[str, Parameter(query="account_id", min_length=1, max_length=64)] = "primary",
+        account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
     ) -> dict[str, Any]:
         caller.require(account_id)
         broker = order_service.broker(account_id)
