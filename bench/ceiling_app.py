@@ -1,0 +1,125 @@
+"""The intake ceiling: the least an outbox order intake can do, with no project code.
+
+A bare Litestar app whose POST handler, through a raw asyncpg pool, does in ONE transaction what
+the service's intake must do at minimum: insert a task row (shaped like `order_tasks`), insert an
+outbox event (shaped like `outbox_events`) and `pg_notify`, then answers 202 with a small JSON.
+The service's accepted-orders/s is compared against this app's on the same machine and database.
+
+Run (as bench/intake.py does):
+
+    DATABASE_URL=postgresql+asyncpg://postgres@/postgres?host=/some/pgdata PORT=8191 \
+        .venv/bin/python bench/ceiling_app.py
+
+It creates its own `bench_`-prefixed tables at start-up. Served by uvicorn, one worker, with the
+same uvicorn options as `ticker-service serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import msgspec
+import uvicorn
+from litestar import Litestar, Response, get, post
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bench_order_tasks (
+    task_id    text PRIMARY KEY,
+    params     jsonb NOT NULL,
+    status     text NOT NULL,
+    account_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE SEQUENCE IF NOT EXISTS bench_outbox_seq;
+CREATE TABLE IF NOT EXISTS bench_outbox_events (
+    id         bigserial PRIMARY KEY,
+    event_id   text NOT NULL UNIQUE,
+    account_id text NOT NULL,
+    seq        bigint NOT NULL,
+    data       jsonb NOT NULL
+);
+"""
+
+INSERT_TASK = (
+    "INSERT INTO bench_order_tasks (task_id, params, status, account_id) VALUES ($1, $2::jsonb, 'pending', $3)"
+)
+INSERT_EVENT = (
+    "INSERT INTO bench_outbox_events (event_id, account_id, seq, data) "
+    "VALUES ($1, $2, nextval('bench_outbox_seq'), $3::jsonb)"
+)
+NOTIFY = "SELECT pg_notify('bench', $1)"
+
+
+class PlaceOrder(msgspec.Struct):
+    """The same body the service takes (parsed and type-checked, like the service does)."""
+
+    exchange: str
+    tradingsymbol: str
+    transaction_type: str
+    quantity: int
+    product: str
+    order_type: str
+    price: float | None = None
+    trigger_price: float | None = None
+    account_id: str = "primary"
+
+
+_pool: asyncpg.Pool | None = None
+
+
+def _dsn() -> str:
+    url = os.environ.get("DATABASE_URL", "postgresql://postgres@/postgres")
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@asynccontextmanager
+async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+    global _pool
+    # same size as the service's engine (pool_size 12 + overflow 10)
+    _pool = await asyncpg.create_pool(_dsn(), min_size=12, max_size=22)
+    async with _pool.acquire() as conn:
+        await conn.execute(SCHEMA)
+    try:
+        yield
+    finally:
+        await _pool.close()
+
+
+@post("/orders/place", status_code=202)
+async def place(data: PlaceOrder, wait: float = 0.0) -> Response[dict[str, str]]:
+    assert _pool is not None
+    task_id = uuid.uuid4().hex
+    params = msgspec.json.encode(data).decode()
+    event = msgspec.json.encode({"event": "task.accepted", "task_id": task_id, "status": "pending"}).decode()
+    async with _pool.acquire() as conn, conn.transaction():
+        await conn.execute(INSERT_TASK, task_id, params, data.account_id)
+        await conn.execute(INSERT_EVENT, uuid.uuid4().hex, data.account_id, event)
+        await conn.execute(NOTIFY, task_id)
+    return Response({"task_id": task_id, "status": "pending"}, status_code=202)
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+app = Litestar(route_handlers=[place, health], lifespan=[lifespan], debug=False)
+
+
+def main() -> None:
+    uvicorn.run(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8191")),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()
