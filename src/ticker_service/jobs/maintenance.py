@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticker_service.brokers.base import Broker, BrokerOrder
 from ticker_service.brokers.paper.broker import PaperBroker
 from ticker_service.db.tables import order_tasks, orders, outbox_events
+from ticker_service.failpoints import failpoint
 from ticker_service.orders.mirror import apply_snapshot
 from ticker_service.orders.tasks import COMPLETED, FAILED, REJECTED, RUNNING, UNKNOWN
 from ticker_service.outbox.events import task_status_event
@@ -123,6 +124,7 @@ async def match_paper_orders(engine: AsyncEngine, brokers: dict[str, Broker]) ->
         if isinstance(broker, PaperBroker):
             changed = await broker.match_open_orders()
             if changed:
+                failpoint("paper.after_match_commit")
                 await record_orders(engine, account_id, changed)
                 filled += len(changed)
     return filled

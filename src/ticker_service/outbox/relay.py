@@ -248,7 +248,7 @@ class Relay:
                 )
             )
             task.update(status=RUNNING, attempts=attempt, lease_owner=owner, lease_expires_at=lease_until)
-            await append_events(conn, task["account_id"], [task_status_event(task, RUNNING)])
+            await append_events(conn, task["account_id"], [task_status_event(task, RUNNING, worker=owner)])
         return "execute", task
 
     # ---- execute -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ticker_service.brokers.base import (
 )
 from ticker_service.brokers.paper.prices import price_at
 from ticker_service.db.tables import paper_accounts, paper_orders, paper_trades
+from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
 from ticker_service.settings import AccountSettings
 from ticker_service.timeutil import IST, utcnow
@@ -316,6 +317,7 @@ class PaperBroker:
             row = (await conn.execute(paper_orders.insert().values(**values).returning(paper_orders))).mappings().one()
             if fill_price is not None:
                 await self._fill(conn, {**row, "filled_quantity": 0}, fill_price)
+        failpoint("paper.after_place_commit")
         self._maybe_lose_answer()
         return PlaceResult(order_id=order_id, order=row_to_order(row))
 
