@@ -165,9 +165,7 @@ def upgrade() -> None:
         sa.Column("price", sa.Numeric, nullable=False),
         sa.Column("filled_at", TZ, nullable=False, server_default=sa.func.now()),
     )
-    op.create_index(
-        "ix_paper_trades_account", "paper_trades", ["account_id", "exchange", "tradingsymbol", "product"]
-    )
+    op.create_index("ix_paper_trades_account", "paper_trades", ["account_id", "exchange", "tradingsymbol", "product"])
     op.create_index("ix_paper_trades_order", "paper_trades", ["order_id"])
 
 

@@ -13,6 +13,7 @@ import structlog
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,7 +49,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
     """Request id (from X-Request-ID or new), echoed back and bound to every log line; HTTP metrics."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -70,7 +71,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
         finally:
             elapsed = time.perf_counter() - started
             endpoint = scope.get("path_template") or "unmatched"
-            method = scope["method"]
+            method = str(scope.get("method", ""))
             metrics.HTTP_REQUESTS.labels(method=method, endpoint=endpoint, status=str(status)).inc()
             metrics.HTTP_SECONDS.labels(method=method, endpoint=endpoint).observe(elapsed)
             if status >= 500:
@@ -86,7 +87,7 @@ def create_app(settings: Settings, database_url: str | None = None, *, migrate: 
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        url = database_url or await asyncio.to_thread(resolve_database_url, settings)
+        url = database_url if database_url is not None else await asyncio.to_thread(resolve_database_url, settings)
         if migrate:
             await run_migrations(url)
         runtime = Runtime(settings, url)

@@ -81,8 +81,23 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                 statuses = args.status.split(",") if args.status else None
                 tasks = await list_tasks(engine, statuses=statuses, account_ids=None, limit=args.limit, offset=0)
                 for t in tasks:
-                    print(json.dumps({k: t[k] for k in ("task_id", "account_id", "operation", "status", "attempts",
-                                                       "order_id", "last_error")} | {"created_at": str(t["created_at"])}))
+                    print(
+                        json.dumps(
+                            {
+                                k: t[k]
+                                for k in (
+                                    "task_id",
+                                    "account_id",
+                                    "operation",
+                                    "status",
+                                    "attempts",
+                                    "order_id",
+                                    "last_error",
+                                )
+                            }
+                            | {"created_at": str(t["created_at"])}
+                        )
+                    )
                 return 0
             try:
                 task = await retry_dead_letter(engine, args.task_id)

@@ -86,9 +86,7 @@ def load_instruments(path: str | None = None) -> InstrumentBook:
     path = path or os.environ.get("TICKER_INSTRUMENTS_FILE")
     if path:
         return parse_instruments_csv(Path(path).read_text())
-    return parse_instruments_csv(
-        resources.files("ticker_service").joinpath("data/instruments.csv").read_text()
-    )
+    return parse_instruments_csv(resources.files("ticker_service").joinpath("data/instruments.csv").read_text())
 
 
 def to_decimal(value: float | Decimal | int | str | None) -> Decimal | None:
@@ -134,9 +132,7 @@ def check_order(
         if price is None or price <= 0:
             errors.append((f"{p}price", f"price is required and must be positive for {order_type} orders"))
         elif not is_tick_multiple(price, instrument.tick_size):
-            errors.append(
-                (f"{p}price", f"price {price} is not a multiple of the tick size {instrument.tick_size}")
-            )
+            errors.append((f"{p}price", f"price {price} is not a multiple of the tick size {instrument.tick_size}"))
     elif price not in (None, Decimal(0)):
         errors.append((f"{p}price", f"price must not be given for {order_type} orders"))
     if order_type in TRIGGERED_ORDER_TYPES:
@@ -153,9 +149,6 @@ def check_order(
             )
     elif trigger_price not in (None, Decimal(0)):
         errors.append((f"{p}trigger_price", f"trigger_price must not be given for {order_type} orders"))
-    if disclosed_quantity is not None and disclosed_quantity != 0:
-        if disclosed_quantity < 0 or disclosed_quantity > quantity:
-            errors.append(
-                (f"{p}disclosed_quantity", "disclosed_quantity must be between 0 and quantity")
-            )
+    if disclosed_quantity and not 0 < disclosed_quantity <= quantity:
+        errors.append((f"{p}disclosed_quantity", "disclosed_quantity must be between 0 and quantity"))
     return errors

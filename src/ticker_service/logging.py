@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _SECRET_KEYS = ("secret", "token", "api_key", "password", "authorization", "x-api-key")
 
 
-def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: never let a secret-looking field reach the log."""
     for key in list(event):
         if any(s in key.lower() for s in _SECRET_KEYS):
@@ -22,9 +23,7 @@ def _scrub(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
 def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
-    )
+    renderer: Any = structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

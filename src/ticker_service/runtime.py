@@ -50,9 +50,7 @@ class Runtime:
         self.instruments = load_instruments()
         self.brokers = build_brokers(settings, self.engine, self.instruments)
         self.waiters = TaskWaiters()
-        self.relay = Relay(
-            self.engine, self.brokers.__getitem__, settings, on_task_resolved=self.waiters.resolve
-        )
+        self.relay = Relay(self.engine, self.brokers.__getitem__, settings, on_task_resolved=self.waiters.resolve)
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
@@ -73,18 +71,30 @@ class Runtime:
                 await maintenance.cleanup(self.engine, s.task_retention_days)
 
         self._background = [
-            asyncio.create_task(self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.engine, grace)),
-                                name="lease-sweeper"),
             asyncio.create_task(
-                run_singleton("reconcile", self.dsn, RECONCILE_LOCK,
-                              lambda: maintenance.reconcile_orders(self.engine, self.brokers),
-                              lambda: s.reconcile_interval, self._stop),
+                self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.engine, grace)),
+                name="lease-sweeper",
+            ),
+            asyncio.create_task(
+                run_singleton(
+                    "reconcile",
+                    self.dsn,
+                    RECONCILE_LOCK,
+                    lambda: maintenance.reconcile_orders(self.engine, self.brokers),
+                    lambda: s.reconcile_interval,
+                    self._stop,
+                ),
                 name="reconciler",
             ),
             asyncio.create_task(
-                run_singleton("paper-matcher", self.dsn, MATCHER_LOCK,
-                              lambda: maintenance.match_paper_orders(self.engine, self.brokers),
-                              lambda: s.matcher_interval, self._stop),
+                run_singleton(
+                    "paper-matcher",
+                    self.dsn,
+                    MATCHER_LOCK,
+                    lambda: maintenance.match_paper_orders(self.engine, self.brokers),
+                    lambda: s.matcher_interval,
+                    self._stop,
+                ),
                 name="paper-matcher",
             ),
             asyncio.create_task(
@@ -92,8 +102,7 @@ class Runtime:
                 name="cleanup",
             ),
         ]
-        log.info("runtime started", instance_id=s.instance_id, workers=s.relay_workers,
-                 accounts=sorted(self.brokers))
+        log.info("runtime started", instance_id=s.instance_id, workers=s.relay_workers, accounts=sorted(self.brokers))
 
     async def _every(self, interval: float, step: Any) -> None:
         while not self._stop.is_set():

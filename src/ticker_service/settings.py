@@ -73,9 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path(".ticker-data")
     host: str = "127.0.0.1"
     port: int = 8080
-    accounts: dict[str, AccountSettings] = msgspec.field(
-        default_factory=lambda: {"primary": AccountSettings()}
-    )
+    accounts: dict[str, AccountSettings] = msgspec.field(default_factory=lambda: {"primary": AccountSettings()})
     api_keys: dict[str, list[str]] | None = None
     task_retention_days: float = 7.0
     task_cleanup_schedule: str = "0 2 * * *"
@@ -192,9 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         parts = [p for p in raw.split(",") if p.strip()]
         if not parts:
             raise SettingsError("WEBHOOK_RETRY_SCHEDULE: expected comma-separated seconds")
-        kwargs["webhook_retry_schedule"] = tuple(
-            _parse_number("WEBHOOK_RETRY_SCHEDULE", p, minimum=0) for p in parts
-        )
+        kwargs["webhook_retry_schedule"] = tuple(_parse_number("WEBHOOK_RETRY_SCHEDULE", p, minimum=0) for p in parts)
     if raw := env.get("WEBHOOK_DISABLE_AFTER"):
         kwargs["webhook_disable_after"] = _parse_number("WEBHOOK_DISABLE_AFTER", raw, minimum=0)
     if raw := env.get("LOG_LEVEL"):

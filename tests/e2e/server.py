@@ -25,9 +25,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(
-        self, database_url: str, log_dir: Path, accounts: dict[str, Any] | None = None, **env: str
-    ) -> None:
+    def __init__(self, database_url: str, log_dir: Path, accounts: dict[str, Any] | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir

@@ -43,8 +43,7 @@ async def burst_then_kill(server: ServerProcess, n: int, kill_after: int) -> set
             if killed.is_set():
                 return
             try:
-                r = await http.post("/orders/place?wait=0", json=SPEC_ORDER,
-                                    headers={"Idempotency-Key": f"burst-{i}"})
+                r = await http.post("/orders/place?wait=0", json=SPEC_ORDER, headers={"Idempotency-Key": f"burst-{i}"})
             except httpx.TransportError:
                 return  # the server died under us: not accepted, the client would retry
             if r.status_code in (201, 202):
@@ -62,12 +61,15 @@ async def burst_then_kill(server: ServerProcess, n: int, kill_after: int) -> set
 async def assert_exactly_once(db: asyncpg.Connection, accepted: set[str]) -> None:
     await eventually(
         lambda: db.fetchval(
-            "SELECT count(*) = 0 FROM order_tasks WHERE status NOT IN ('completed', 'rejected', 'failed', 'dead_letter')"
+            "SELECT count(*) = 0 FROM order_tasks "
+            "WHERE status NOT IN ('completed', 'rejected', 'failed', 'dead_letter')"
         ),
         timeout=90,
     )
-    final = {r["task_id"]: r["status"] for r in await db.fetch(
-        "SELECT task_id, status FROM order_tasks WHERE task_id = ANY($1)", list(accepted))}
+    final = {
+        r["task_id"]: r["status"]
+        for r in await db.fetch("SELECT task_id, status FROM order_tasks WHERE task_id = ANY($1)", list(accepted))
+    }
     assert set(final) == accepted, "an accepted task is missing"
     assert set(final.values()) == {"completed"}, final
     per_task = await db.fetch(
@@ -77,19 +79,24 @@ async def assert_exactly_once(db: asyncpg.Connection, accepted: set[str]) -> Non
     assert [r["task_id"] for r in per_task if r["n"] != 1] == [], "a task was placed twice or never"
     assert all(r["order_id"] == r["paper_id"] for r in per_task)
     assert await db.fetchval("SELECT count(*) FROM paper_orders WHERE tag IS NULL") == 0
-    placed = await db.fetch("SELECT order_id, count(*) AS n FROM outbox_events WHERE event = 'order_placed' "
-                            "GROUP BY order_id")
+    placed = await db.fetch(
+        "SELECT order_id, count(*) AS n FROM outbox_events WHERE event = 'order_placed' GROUP BY order_id"
+    )
     assert {r["n"] for r in placed} == {1}
     assert len(placed) == await db.fetchval("SELECT count(*) FROM paper_orders")
 
 
 @pytest.mark.parametrize("lose_response_rate", [0.0, 0.3])
 async def test_kill_9_during_a_burst_loses_nothing_and_places_nothing_twice(
-    database_url: str, db: asyncpg.Connection, tmp_path: Path, servers: list[ServerProcess],
+    database_url: str,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    servers: list[ServerProcess],
     lose_response_rate: float,
 ) -> None:
-    accounts = {"primary": {"broker": "paper", "latency_ms": 15, "lose_response_rate": lose_response_rate,
-                            "funds": 1e12}}
+    accounts = {
+        "primary": {"broker": "paper", "latency_ms": 15, "lose_response_rate": lose_response_rate, "funds": 1e12}
+    }
     server = ServerProcess(database_url, tmp_path, accounts)
     servers.append(server)
     server.start()
@@ -122,11 +129,16 @@ async def test_crash_between_paper_place_and_recording_it(
     server.start()
     await server.wait_healthy()
     await assert_exactly_once(db, {task_id})
-    statuses = [r["data"]["status"] for r in await db.fetch(
-        "SELECT data FROM outbox_events WHERE task_id = $1 AND event = 'task_status' ORDER BY seq", task_id)]
+    statuses = [
+        r["data"]["status"]
+        for r in await db.fetch(
+            "SELECT data FROM outbox_events WHERE task_id = $1 AND event = 'task_status' ORDER BY seq", task_id
+        )
+    ]
     assert statuses == ["pending", "running", "unknown", "completed"]
-    events = [r["event"] for r in await db.fetch(
-        "SELECT event FROM outbox_events WHERE event LIKE 'order_%' ORDER BY seq")]
+    events = [
+        r["event"] for r in await db.fetch("SELECT event FROM outbox_events WHERE event LIKE 'order_%' ORDER BY seq")
+    ]
     assert events == ["order_placed", "order_completed"]
 
 
@@ -155,8 +167,9 @@ async def test_crash_between_a_matcher_fill_and_its_event_is_repaired_by_reconci
     assert limit is not None
     side, price = limit
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        r = await http.post("/orders/place", json=SPEC_ORDER | {
-            "order_type": "LIMIT", "price": price, "transaction_type": side})
+        r = await http.post(
+            "/orders/place", json=SPEC_ORDER | {"order_type": "LIMIT", "price": price, "transaction_type": side}
+        )
     assert r.status_code == 201, r.text
     assert r.json()["order"]["status"] == "OPEN"
     order_id = r.json()["order_id"]
@@ -167,8 +180,12 @@ async def test_crash_between_a_matcher_fill_and_its_event_is_repaired_by_reconci
     server.start()
     await server.wait_healthy()
     await eventually(lambda: db.fetchval("SELECT status = 'COMPLETE' FROM orders WHERE order_id = $1", order_id))
-    events = [r["event"] for r in await db.fetch(
-        "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id)]
+    events = [
+        r["event"]
+        for r in await db.fetch(
+            "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id
+        )
+    ]
     assert events == ["order_placed", "order_completed"]
     row: Any = await db.fetchrow("SELECT filled_quantity, average_price FROM orders WHERE order_id = $1", order_id)
     assert row["filled_quantity"] == 50 and float(row["average_price"]) == price

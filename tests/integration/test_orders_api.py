@@ -77,8 +77,12 @@ async def test_limit_rests_then_modify_then_cancel(client: AsyncTestClient[Any],
     assert r.json()["status"] == "CANCELLED"
     assert r.json()["cancelled_quantity"] == 50
 
-    events = [row["event"] for row in await db.fetch(
-        "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id)]
+    events = [
+        row["event"]
+        for row in await db.fetch(
+            "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id
+        )
+    ]
     assert events == ["order_placed", "order_updated", "order_cancelled"]
 
     # a cancelled order cannot be cancelled or modified again: 422 naming the field, no task
@@ -204,9 +208,13 @@ async def test_insufficient_funds_is_a_broker_rejection(database_url: str, db: a
         assert body["task_id"] and body["order_id"]  # Kite gives an order id, then rejects it
         assert body["order_status"] == "REJECTED"
         assert "Insufficient funds" in body["message"]
-        events = [row["event"] for row in await db.fetch(
-            "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq",
-            body["order_id"])]
+        events = [
+            row["event"]
+            for row in await db.fetch(
+                "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq",
+                body["order_id"],
+            )
+        ]
         assert events == ["order_placed", "order_rejected"]
 
 

@@ -43,8 +43,9 @@ async def test_failures_before_sending_retry_with_backoff_then_dead_letter_and_r
         delays = [e["retry_in"] for e in await task_events(db, task_id) if e["status"] == "retrying"]
         # exponential backoff from the base (0.05 s here) with 50-150 % jitter: each step grows on average
         assert all(0.025 * 2**i <= d <= 0.075 * 2**i for i, d in enumerate(delays)), delays
-        failed = await db.fetchval("SELECT count(*) FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'",
-                                   task_id)
+        failed = await db.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'", task_id
+        )
         assert failed == 1
         assert await db.fetchval("SELECT count(*) FROM paper_orders") == 0
         r = await c.get(f"/tasks/{task_id}")
@@ -67,9 +68,7 @@ async def test_failures_before_sending_retry_with_backoff_then_dead_letter_and_r
         assert await db.fetchval("SELECT count(*) FROM paper_orders WHERE tag = $1", done["broker_tag"]) == 1
 
 
-async def test_lost_answers_are_reconciled_by_tag_never_placed_twice(
-    database_url: str, db: asyncpg.Connection
-) -> None:
+async def test_lost_answers_are_reconciled_by_tag_never_placed_twice(database_url: str, db: asyncpg.Connection) -> None:
     accounts = {"lossy": {"broker": "paper", "lose_response_rate": 1.0}}
     async with make_client(database_url, accounts) as c:
         answers = await asyncio.gather(
@@ -104,12 +103,12 @@ async def test_unknown_outcome_not_in_the_book_is_resent_after_the_grace_period(
         r = await c.post("/orders/place?wait=0", json=SPEC_ORDER | {"account_id": "slow", "expires_in": 60})
         task_id = r.json()["task_id"]
         # the 1.5 s latency beats the 1 s broker timeout: ambiguous, although nothing reached the book
-        await eventually(lambda: db.fetchval(
-            "SELECT status = 'unknown' FROM order_tasks WHERE task_id = $1", task_id))
+        await eventually(lambda: db.fetchval("SELECT status = 'unknown' FROM order_tasks WHERE task_id = $1", task_id))
         broker = runtime.brokers["slow"]
         broker.settings = msgspec.structs.replace(broker.settings, latency_ms=0)  # type: ignore[attr-defined]
-        await eventually(lambda: db.fetchval(
-            "SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id), timeout=30)
+        await eventually(
+            lambda: db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id), timeout=30
+        )
         statuses = [e["status"] for e in await task_events(db, task_id)]
         assert statuses[:3] == ["pending", "running", "unknown"]
         assert statuses[-1] == "completed" and "retrying" in statuses
@@ -122,8 +121,12 @@ async def test_unknown_outcome_not_in_the_book_is_resent_after_the_grace_period(
 async def test_a_task_past_its_deadline_fails_instead_of_reaching_the_market(
     database_url: str, db: asyncpg.Connection
 ) -> None:
-    async with make_client(database_url, {"down": {"broker": "paper", "fail_rate": 1.0}},
-                           TICKER_RETRY_BASE_SECONDS="0.6", TICKER_MAX_ATTEMPTS="50") as c:
+    async with make_client(
+        database_url,
+        {"down": {"broker": "paper", "fail_rate": 1.0}},
+        TICKER_RETRY_BASE_SECONDS="0.6",
+        TICKER_MAX_ATTEMPTS="50",
+    ) as c:
         r = await c.post("/orders/place?wait=0", json=SPEC_ORDER | {"account_id": "down", "expires_in": 1.5})
         task_id = r.json()["task_id"]
         task = await eventually(
@@ -131,8 +134,9 @@ async def test_a_task_past_its_deadline_fails_instead_of_reaching_the_market(
         )
         assert "deadline" in task["last_error"]
         assert task["attempts"] < 50
-        events = await db.fetch("SELECT event FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'",
-                                task_id)
+        events = await db.fetch(
+            "SELECT event FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'", task_id
+        )
         assert len(events) == 1
         assert await db.fetchval("SELECT count(*) FROM paper_orders") == 0
 
@@ -168,14 +172,17 @@ async def test_seq_has_no_gaps_and_follows_commit_order(database_url: str, db: a
         bodies = [SPEC_ORDER | {"account_id": "ab"[i % 2]} for i in range(120)]
         answers = await asyncio.gather(*(c.post("/orders/place?wait=0", json=b) for b in bodies))
         assert {a.status_code for a in answers} == {202}
-        await eventually(lambda: db.fetchval(
-            "SELECT count(*) = 120 FROM order_tasks WHERE status = 'completed'"), timeout=60)
+        await eventually(
+            lambda: db.fetchval("SELECT count(*) = 120 FROM order_tasks WHERE status = 'completed'"), timeout=60
+        )
         stop.set()
         await asyncio.gather(*tailers)
     assert not violations, violations[:5]
     for account in "ab":
-        seqs = [r["seq"] for r in await db.fetch(
-            "SELECT seq FROM outbox_events WHERE account_id = $1 ORDER BY seq", account)]
+        seqs = [
+            r["seq"]
+            for r in await db.fetch("SELECT seq FROM outbox_events WHERE account_id = $1 ORDER BY seq", account)
+        ]
         assert seqs == list(range(1, len(seqs) + 1))
         assert seen[account] == seqs
         # 60 orders, each: pending, running, completed, order_placed, order_completed

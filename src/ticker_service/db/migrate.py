@@ -16,9 +16,9 @@ MIGRATION_LOCK = 0x7469636B_0001  # "tick" + 1: the advisory lock key for migrat
 
 
 def alembic_config(database_url: str | None = None) -> Config:
-    candidates = [
-        Path(p) for p in (os.environ.get("ALEMBIC_CONFIG"), "alembic.ini") if p
-    ] + [Path(__file__).resolve().parents[3] / "alembic.ini"]
+    candidates = [Path(p) for p in (os.environ.get("ALEMBIC_CONFIG"), "alembic.ini") if p] + [
+        Path(__file__).resolve().parents[3] / "alembic.ini"
+    ]
     for path in candidates:
         if path.is_file():
             cfg = Config(str(path))

@@ -40,14 +40,18 @@ async def sweep_expired_leases(engine: AsyncEngine, grace_seconds: float, limit:
     for _ in range(limit):
         async with engine.begin() as conn:
             row = (
-                await conn.execute(
-                    select(order_tasks)
-                    .where(order_tasks.c.status == RUNNING, order_tasks.c.lease_expires_at < func.now())
-                    .order_by(order_tasks.c.lease_expires_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                (
+                    await conn.execute(
+                        select(order_tasks)
+                        .where(order_tasks.c.status == RUNNING, order_tasks.c.lease_expires_at < func.now())
+                        .order_by(order_tasks.c.lease_expires_at)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             if row is None:
                 return moved
             message = "lease expired during the broker call (worker died or stalled); outcome unknown"
@@ -103,8 +107,12 @@ async def reconcile_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> i
         async with engine.connect() as conn:
             rows = await conn.execute(
                 select(
-                    orders.c.order_id, orders.c.status, orders.c.filled_quantity, orders.c.price,
-                    orders.c.quantity, orders.c.trigger_price,
+                    orders.c.order_id,
+                    orders.c.status,
+                    orders.c.filled_quantity,
+                    orders.c.price,
+                    orders.c.quantity,
+                    orders.c.trigger_price,
                 ).where(orders.c.account_id == account_id)
             )
             mirror = {r.order_id: (r.status, r.filled_quantity, r.price, r.quantity, r.trigger_price) for r in rows}

@@ -26,7 +26,7 @@ async def run_singleton(
     name: str,
     dsn: str,
     lock_key: int,
-    step: Callable[[], Awaitable[None]],
+    step: Callable[[], Awaitable[object]],
     interval: Callable[[], float],
     stop: asyncio.Event,
 ) -> None:

@@ -20,8 +20,13 @@ Wait = Annotated[
 ]
 IdempotencyKey = Annotated[
     str | None,
-    HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False,
-              description="Same key, same task: a retried request is never placed twice"),
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        required=False,
+        description="Same key, same task: a retried request is never placed twice",
+    ),
 ]
 AccountQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64, required=False)]
 
@@ -132,8 +137,7 @@ class TasksController(Controller):
         self,
         order_service: NamedDependency[OrderService],
         caller: NamedDependency[Caller],
-        status: Annotated[str | None, QueryParameter(required=False,
-                                                description="comma-separated task states")] = None,
+        status: Annotated[str | None, QueryParameter(required=False, description="comma-separated task states")] = None,
         account_id: AccountQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,

@@ -25,10 +25,8 @@ from ticker_service.timeutil import utcnow
 _COMPARED = ("status", "filled_quantity", "quantity", "price", "trigger_price", "order_type", "validity")
 
 
-def _state(values: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        Decimal(str(values[k])) if k in ("price", "trigger_price") else values[k] for k in _COMPARED
-    )
+def _state(values: Mapping[Any, Any]) -> tuple[Any, ...]:
+    return tuple(Decimal(str(values[k])) if k in ("price", "trigger_price") else values[k] for k in _COMPARED)
 
 
 def _row_values(order: BrokerOrder) -> dict[str, Any]:
@@ -52,7 +50,7 @@ def _row_values(order: BrokerOrder) -> dict[str, Any]:
 
 
 def events_for_change(
-    old: Mapping[str, Any] | None, order: BrokerOrder, *, task_id: str | None, client_tag: str | None
+    old: Mapping[Any, Any] | None, order: BrokerOrder, *, task_id: str | None, client_tag: str | None
 ) -> list[NewEvent]:
     """The events that moving from `old` (None: never seen) to `order` means."""
     events: list[NewEvent] = []
@@ -70,7 +68,7 @@ def events_for_change(
     return events
 
 
-def is_regression(old: Mapping[str, Any], order: BrokerOrder) -> bool:
+def is_regression(old: Mapping[Any, Any], order: BrokerOrder) -> bool:
     """A snapshot older than what we have: never let it overwrite newer state."""
     if old["status"] in TERMINAL_ORDER_STATUSES:
         return True
@@ -82,9 +80,7 @@ async def _task_for_tag(conn: AsyncConnection, tag: str | None) -> tuple[str | N
         return None, None
     row = (
         await conn.execute(
-            select(order_tasks.c.task_id, order_tasks.c.params["tag"].astext).where(
-                order_tasks.c.broker_tag == tag
-            )
+            select(order_tasks.c.task_id, order_tasks.c.params["tag"].astext).where(order_tasks.c.broker_tag == tag)
         )
     ).first()
     return (row[0], row[1]) if row else (None, None)
@@ -123,12 +119,16 @@ async def apply_snapshot(
     if inserted is not None:
         return events_for_change(None, order, task_id=task_id, client_tag=client_tag)
     old = (
-        await conn.execute(
-            select(orders)
-            .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
-            .with_for_update()
+        (
+            await conn.execute(
+                select(orders)
+                .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
+                .with_for_update()
+            )
         )
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     task_id = task_id or old["task_id"]
     client_tag = client_tag or old["client_tag"]
     if is_regression(old, order) or _state(old) == _state(values):
@@ -146,7 +146,7 @@ async def apply_snapshot(
     return events_for_change(old, order, task_id=task_id, client_tag=client_tag)
 
 
-def mirror_row_to_order(row: Mapping[str, Any]) -> dict[str, Any]:
+def mirror_row_to_order(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An order as the API shows it: the broker's snapshot plus the service's own references."""
     data = dict(row["snapshot"])
     data.update(

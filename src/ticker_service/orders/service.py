@@ -30,8 +30,16 @@ from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.orders")
 
-OPEN_ORDER_STATUSES = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "PUT ORDER REQ RECEIVED",
-                       "VALIDATION PENDING", "OPEN PENDING", "MODIFY PENDING", "MODIFY VALIDATION PENDING")
+OPEN_ORDER_STATUSES = (
+    "OPEN",
+    "TRIGGER PENDING",
+    "AMO REQ RECEIVED",
+    "PUT ORDER REQ RECEIVED",
+    "VALIDATION PENDING",
+    "OPEN PENDING",
+    "MODIFY PENDING",
+    "MODIFY VALIDATION PENDING",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +76,7 @@ class OrderService:
         self.broker(req.account_id, f"{prefix}account_id")
         instrument = self.instruments.get(req.exchange, req.tradingsymbol)
         if instrument is None:
-            raise FieldError(
-                f"{prefix}tradingsymbol", f"unknown instrument {req.exchange}:{req.tradingsymbol}"
-            )
+            raise FieldError(f"{prefix}tradingsymbol", f"unknown instrument {req.exchange}:{req.tradingsymbol}")
         problems = check_order(
             instrument,
             quantity=req.quantity,
@@ -100,10 +106,14 @@ class OrderService:
             return None
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    select(orders).where(orders.c.account_id == account_id, orders.c.order_id == order_id)
+                (
+                    await conn.execute(
+                        select(orders).where(orders.c.account_id == account_id, orders.c.order_id == order_id)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return mirror_row_to_order(row) if row else None
 
     async def view(self, task: Mapping[str, Any]) -> TaskView:
@@ -194,7 +204,9 @@ class OrderService:
             raise ApiError(404, f"order_id: no order {order_id!r} in account {broker_account!r}") from None
         except BrokerError as exc:
             if row is None:
-                raise ApiError(503, f"the broker is unavailable and order {order_id!r} is not known locally: {exc}") from None
+                raise ApiError(
+                    503, f"the broker is unavailable and order {order_id!r} is not known locally: {exc}"
+                ) from None
             return broker_account, mirror_row_to_order(row) | {"source": "mirror"}
         live["broker_tag"] = live.pop("tag", None)
         if row is not None:
@@ -260,7 +272,9 @@ class OrderService:
             metrics.ORDER_REQUESTS.labels(operation="cancel_order", account=account).inc()
         return await self._answer(task, wait)
 
-    async def order_book(self, account_id: str, status: str | None, limit: int | None, offset: int) -> list[dict[str, Any]]:
+    async def order_book(
+        self, account_id: str, status: str | None, limit: int | None, offset: int
+    ) -> list[dict[str, Any]]:
         """The broker's order book, whole by default, each order with its broker tag."""
         broker = self.broker(account_id)
         try:
@@ -269,7 +283,9 @@ class OrderService:
             raise ApiError(503, f"the broker's order book is unavailable: {exc}") from None
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(orders.c.order_id, orders.c.client_tag, orders.c.task_id).where(orders.c.account_id == account_id)
+                select(orders.c.order_id, orders.c.client_tag, orders.c.task_id).where(
+                    orders.c.account_id == account_id
+                )
             )
             known = {r.order_id: (r.client_tag, r.task_id) for r in rows}
         out = []
@@ -281,4 +297,4 @@ class OrderService:
             client_tag, task_id = known.get(order.order_id, (None, None))
             data.update(tag=client_tag, task_id=task_id, account_id=account_id)
             out.append(data)
-        return out[offset: offset + limit if limit is not None else None]
+        return out[offset : offset + limit if limit is not None else None]

@@ -100,36 +100,44 @@ async def submit_task(
     event = task_status_event(stub, PENDING)
     async with engine.connect() as conn:
         row = (
-            await conn.execute(
-                _INTAKE,
-                {
-                    "task_id": task_id,
-                    "idempotency_key": key,
-                    "request_hash": digest,
-                    "operation": operation,
-                    "params": _encoder.encode(params).decode(),
-                    "max_attempts": max_attempts,
-                    "account_id": account_id,
-                    "broker_tag": new_broker_tag(),
-                    "order_id": order_id,
-                    "expires_in": float(expires_in),
-                    "batch_id": None,
-                    "batch_index": None,
-                    "event_id": event.event_id,
-                    "event_data": _encoder.encode(event.data).decode(),
-                },
+            (
+                await conn.execute(
+                    _INTAKE,
+                    {
+                        "task_id": task_id,
+                        "idempotency_key": key,
+                        "request_hash": digest,
+                        "operation": operation,
+                        "params": _encoder.encode(params).decode(),
+                        "max_attempts": max_attempts,
+                        "account_id": account_id,
+                        "broker_tag": new_broker_tag(),
+                        "order_id": order_id,
+                        "expires_in": float(expires_in),
+                        "batch_id": None,
+                        "batch_index": None,
+                        "event_id": event.event_id,
+                        "event_data": _encoder.encode(event.data).decode(),
+                    },
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
         await conn.commit()
         if row is not None:
             return dict(row), True
         existing = (
-            await conn.execute(
-                select(order_tasks).where(
-                    order_tasks.c.account_id == account_id, order_tasks.c.idempotency_key == key
+            (
+                await conn.execute(
+                    select(order_tasks).where(
+                        order_tasks.c.account_id == account_id, order_tasks.c.idempotency_key == key
+                    )
                 )
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
     if existing["request_hash"] != digest:
         raise IdempotencyConflict(
             "Idempotency-Key was already used with a different request; use a new key for a new order"
@@ -174,27 +182,33 @@ async def retry_dead_letter(engine: AsyncEngine, task_id: str) -> dict[str, Any]
     """Requeue a dead letter: attempts from zero and a new deadline of its original length."""
     async with engine.begin() as conn:
         row = (
-            await conn.execute(select(order_tasks).where(order_tasks.c.task_id == task_id).with_for_update())
-        ).mappings().first()
+            (await conn.execute(select(order_tasks).where(order_tasks.c.task_id == task_id).with_for_update()))
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         if row["status"] != DEAD_LETTER:
             raise NotRetryable(f"task {task_id} is {row['status']}; only dead_letter tasks can be retried")
         new = (
-            await conn.execute(
-                update(order_tasks)
-                .where(order_tasks.c.task_id == task_id)
-                .values(
-                    status=PENDING,
-                    attempts=0,
-                    next_attempt_at=func.now(),
-                    deadline_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, row["expires_in"]),
-                    updated_at=func.now(),
-                    last_error=None,
+            (
+                await conn.execute(
+                    update(order_tasks)
+                    .where(order_tasks.c.task_id == task_id)
+                    .values(
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=func.now(),
+                        deadline_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, row["expires_in"]),
+                        updated_at=func.now(),
+                        last_error=None,
+                    )
+                    .returning(order_tasks)
                 )
-                .returning(order_tasks)
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
         await conn.execute(text("SELECT pg_notify('ticker_tasks', '')"))
         await append_events(conn, new["account_id"], [task_status_event(new, PENDING, requeued=True)])
     return dict(new)

@@ -54,15 +54,13 @@ def order_data(order: BrokerOrder, *, task_id: str | None, client_tag: str | Non
     return data
 
 
-def order_event(
-    event: str, order: BrokerOrder, *, task_id: str | None, client_tag: str | None
-) -> NewEvent:
+def order_event(event: str, order: BrokerOrder, *, task_id: str | None, client_tag: str | None) -> NewEvent:
     return new_event(
         event, order_data(order, task_id=task_id, client_tag=client_tag), task_id=task_id, order_id=order.order_id
     )
 
 
-def task_status_event(task: Mapping[str, Any], status: str, **extra: Any) -> NewEvent:
+def task_status_event(task: Mapping[Any, Any], status: str, **extra: Any) -> NewEvent:
     """`task_status` with the task's id, new status and result, as the spec shows it."""
     data = {
         "task_id": task["task_id"],
@@ -77,7 +75,7 @@ def task_status_event(task: Mapping[str, Any], status: str, **extra: Any) -> New
     return new_event("task_status", data, task_id=task["task_id"], order_id=data["order_id"])
 
 
-def task_failure_event(event: str, task: Mapping[str, Any], message: str) -> NewEvent:
+def task_failure_event(event: str, task: Mapping[Any, Any], message: str) -> NewEvent:
     """`order_failed` or `order_rejected` for a task that never produced an order id."""
     params = task["params"]
     data = {

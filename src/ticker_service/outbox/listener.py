@@ -56,7 +56,7 @@ class NotificationListener:
             try:
                 conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "ticker-listener"})
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in self._handlers:
                     await conn.add_listener(channel, self._dispatch)
                 self.connected.set()

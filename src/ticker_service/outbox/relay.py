@@ -104,8 +104,7 @@ class Relay:
     async def start(self) -> None:
         self._stopping = False
         self._workers = [
-            asyncio.create_task(self._worker(i), name=f"relay-worker-{i}")
-            for i in range(self.settings.relay_workers)
+            asyncio.create_task(self._worker(i), name=f"relay-worker-{i}") for i in range(self.settings.relay_workers)
         ]
         self.running = bool(self._workers)
 
@@ -204,19 +203,22 @@ class Relay:
     async def _claim(self, owner: str) -> tuple[str, dict[str, Any]] | None:
         async with self.engine.begin() as conn:
             row = (
-                await conn.execute(
-                    select(order_tasks)
-                    .where(
-                        order_tasks.c.status.in_((PENDING, RETRYING, UNKNOWN)),
-                        order_tasks.c.next_attempt_at <= func.now(),
-                        (order_tasks.c.lease_expires_at.is_(None))
-                        | (order_tasks.c.lease_expires_at < func.now()),
+                (
+                    await conn.execute(
+                        select(order_tasks)
+                        .where(
+                            order_tasks.c.status.in_((PENDING, RETRYING, UNKNOWN)),
+                            order_tasks.c.next_attempt_at <= func.now(),
+                            (order_tasks.c.lease_expires_at.is_(None)) | (order_tasks.c.lease_expires_at < func.now()),
+                        )
+                        .order_by(order_tasks.c.next_attempt_at)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
                     )
-                    .order_by(order_tasks.c.next_attempt_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             if row is None:
                 return None
             task = dict(row)
@@ -231,9 +233,7 @@ class Relay:
                 task.update(lease_owner=owner, lease_expires_at=lease_until)
                 return "reconcile", task
             if task["deadline_at"] <= now:
-                await self._give_up(
-                    conn, task, FAILED, "deadline passed before the request could be sent; not placed"
-                )
+                await self._give_up(conn, task, FAILED, "deadline passed before the request could be sent; not placed")
                 return "handled", task
             attempt = task["attempts"] + 1
             await conn.execute(
@@ -267,10 +267,7 @@ class Relay:
                                 order_tasks.c.lease_owner == owner,
                                 order_tasks.c.attempts == task["attempts"],
                             )
-                            .values(
-                                lease_expires_at=func.now()
-                                + timedelta(seconds=self.settings.lease_seconds)
-                            )
+                            .values(lease_expires_at=func.now() + timedelta(seconds=self.settings.lease_seconds))
                             .returning(order_tasks.c.task_id)
                         )
                     ).first()
@@ -303,9 +300,7 @@ class Relay:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            metrics.BROKER_CALL_SECONDS.labels(operation=task["operation"]).observe(
-                time.perf_counter() - started
-            )
+            metrics.BROKER_CALL_SECONDS.labels(operation=task["operation"]).observe(time.perf_counter() - started)
         if isinstance(result, BrokerOrder):
             return Outcome("done", order_id=result.order_id, order=result)
         return Outcome("placed", order_id=result.order_id, order=result.order)
@@ -332,7 +327,9 @@ class Relay:
             )
             outcome = await self._call(task, owner, lambda: broker.place_order(place))
             if outcome.kind == "placed" and outcome.order is None and outcome.order_id:
-                outcome = Outcome("placed", order_id=outcome.order_id, order=await self._fetch(broker, outcome.order_id))
+                outcome = Outcome(
+                    "placed", order_id=outcome.order_id, order=await self._fetch(broker, outcome.order_id)
+                )
         elif operation == "modify_order":
             modify = ModifyOrderParams(
                 order_id=task["order_id"],
@@ -362,7 +359,7 @@ class Relay:
     # ---- finish (fenced) -----------------------------------------------------------------------
 
     def _backoff(self, attempts: int) -> float:
-        base = self.settings.retry_base_seconds * 2 ** max(attempts - 1, 0)
+        base: float = self.settings.retry_base_seconds * 2.0 ** max(attempts - 1, 0)
         return base * (0.5 + self._rng.random())  # jitter: 50 %..150 %
 
     async def _finish(self, task: dict[str, Any], owner: str, outcome: Outcome) -> None:
@@ -558,17 +555,18 @@ class Relay:
                     broker.orders_by_tag(task["broker_tag"]), timeout=self.settings.broker_timeout
                 )
                 if len(found) > 1:
-                    log.critical("more than one order carries one task's tag", task_id=task["task_id"],
-                                 order_ids=[o.order_id for o in found])
+                    log.critical(
+                        "more than one order carries one task's tag",
+                        task_id=task["task_id"],
+                        order_ids=[o.order_id for o in found],
+                    )
                     metrics.DUPLICATE_ORDERS.inc()
                 if found:
                     outcome = Outcome("placed", order_id=found[0].order_id, order=found[0])
                 else:
                     outcome = await self._not_found_or_wait(task, "no order with this task's tag")
             else:
-                order = await asyncio.wait_for(
-                    broker.get_order(task["order_id"]), timeout=self.settings.broker_timeout
-                )
+                order = await asyncio.wait_for(broker.get_order(task["order_id"]), timeout=self.settings.broker_timeout)
                 outcome = await self._reconcile_change(task, order)
         except Exception as exc:
             log.warning("reconciliation failed; task stays unknown", task_id=task["task_id"], error=str(exc))
@@ -597,8 +595,13 @@ class Relay:
                 return Outcome("rejected", f"Order cannot be cancelled as it is {order.status}.")
             return await self._not_found_or_wait(task, "the order is still open")
         wanted = {k: params.get(k) for k in ("quantity", "price", "trigger_price", "order_type", "validity")}
-        have = {"quantity": order.quantity, "price": order.price, "trigger_price": order.trigger_price,
-                "order_type": order.order_type, "validity": order.validity}
+        have = {
+            "quantity": order.quantity,
+            "price": order.price,
+            "trigger_price": order.trigger_price,
+            "order_type": order.order_type,
+            "validity": order.validity,
+        }
         if all(v is None or have[k] == v for k, v in wanted.items()):
             return Outcome("done", order_id=order.order_id, order=order)
         if order.status in TERMINAL_ORDER_STATUSES:

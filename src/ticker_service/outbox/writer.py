@@ -43,8 +43,14 @@ _encoder = msgspec.json.Encoder()
 def encode_events(events: Sequence[NewEvent]) -> str:
     return _encoder.encode(
         [
-            {"i": i, "event_id": e.event_id, "event": e.event, "task_id": e.task_id, "order_id": e.order_id,
-             "data": e.data}
+            {
+                "i": i,
+                "event_id": e.event_id,
+                "event": e.event,
+                "task_id": e.task_id,
+                "order_id": e.order_id,
+                "data": e.data,
+            }
             for i, e in enumerate(events, start=1)
         ]
     ).decode()
@@ -57,9 +63,7 @@ async def append_events(conn: AsyncConnection, account_id: str, events: Sequence
     """
     if not events:
         return None
-    result = await conn.execute(
-        _APPEND, {"account_id": account_id, "n": len(events), "events": encode_events(events)}
-    )
+    result = await conn.execute(_APPEND, {"account_id": account_id, "n": len(events), "events": encode_events(events)})
     last: int | None = result.scalar_one()
     return last
 

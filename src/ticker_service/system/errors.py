@@ -43,8 +43,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def _body(status: int, detail: str, field: str | None = None, errors: list[dict[str, str]] | None = None,
-          **extra: Any) -> dict[str, Any]:
+def _body(
+    status: int, detail: str, field: str | None = None, errors: list[dict[str, str]] | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"status_code": status, "detail": detail}
     if field is not None:
         body["field"] = field
@@ -84,8 +85,9 @@ def validation_handler(_request: Request[Any, Any, Any], exc: ValidationExceptio
 
 def field_error_handler(_request: Request[Any, Any, Any], exc: FieldError) -> Response[Any]:
     return Response(
-        _body(exc.status_code, f"{exc.field}: {exc.message}", exc.field,
-              [{"field": exc.field, "message": exc.message}]),
+        _body(
+            exc.status_code, f"{exc.field}: {exc.message}", exc.field, [{"field": exc.field, "message": exc.message}]
+        ),
         status_code=exc.status_code,
     )
 

@@ -6,7 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 HTTP_SECONDS = Histogram(
-    "http_request_duration_seconds", "HTTP request latency", ["method", "endpoint"],
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 ORDER_REQUESTS = Counter("order_requests_total", "Order requests accepted", ["operation", "account"])
@@ -17,7 +19,9 @@ ORDER_EXECUTION_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BROKER_CALL_SECONDS = Histogram(
-    "broker_call_duration_seconds", "Broker call latency", ["operation"],
+    "broker_call_duration_seconds",
+    "Broker call latency",
+    ["operation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CIRCUIT_BREAKER_STATE = Gauge(

@@ -14,7 +14,8 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +49,7 @@ def _f(value: Any) -> float:
     return float(value) if value is not None else 0.0
 
 
-def row_to_order(row: Mapping[str, Any]) -> BrokerOrder:
+def row_to_order(row: Mapping[Any, Any]) -> BrokerOrder:
     quantity = int(row["quantity"])
     filled = int(row["filled_quantity"])
     cancelled = int(row["cancelled_quantity"])
@@ -148,20 +149,14 @@ class PaperBroker:
         now = datetime.fromtimestamp(self.clock(), IST)
         if self.settings.enforce_expiry and instrument.expiry and instrument.expiry < now.date():
             raise BrokerRejected(f"{instrument.tradingsymbol} has expired on {instrument.expiry.isoformat()}")
-        if self.settings.enforce_market_hours and (
-            now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE
-        ):
+        if self.settings.enforce_market_hours and (now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE):
             raise BrokerRejected("Markets are closed right now. Place an AMO order or try during market hours.")
 
     async def _lock_account(self, conn: AsyncConnection) -> None:
         """Serialize this account's placements so the funds check sees every earlier order."""
+        await conn.execute(pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing())
         await conn.execute(
-            pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing()
-        )
-        await conn.execute(
-            select(paper_accounts.c.account_id)
-            .where(paper_accounts.c.account_id == self.account_id)
-            .with_for_update()
+            select(paper_accounts.c.account_id).where(paper_accounts.c.account_id == self.account_id).with_for_update()
         )
 
     async def _blocked_margin(
@@ -179,9 +174,7 @@ class PaperBroker:
                 paper_trades.c.exchange,
                 paper_trades.c.tradingsymbol,
                 paper_trades.c.product,
-                func.sum(
-                    text("CASE WHEN transaction_type = 'BUY' THEN quantity ELSE -quantity END")
-                ).label("net"),
+                func.sum(text("CASE WHEN transaction_type = 'BUY' THEN quantity ELSE -quantity END")).label("net"),
             )
             .where(paper_trades.c.account_id == self.account_id)
             .group_by(paper_trades.c.exchange, paper_trades.c.tradingsymbol, paper_trades.c.product)
@@ -195,16 +188,14 @@ class PaperBroker:
                 paper_orders.c.product,
                 paper_orders.c.transaction_type,
                 (paper_orders.c.quantity - paper_orders.c.filled_quantity).label("pending"),
-            ).where(
-                paper_orders.c.account_id == self.account_id, paper_orders.c.status.in_(OPEN_STATUSES)
-            )
+            ).where(paper_orders.c.account_id == self.account_id, paper_orders.c.status.in_(OPEN_STATUSES))
         )
         for row in open_rows.mappings():
             slot = exposure[(row["exchange"], row["tradingsymbol"], row["product"])]
             slot[1 if row["transaction_type"] == "BUY" else 2] += int(row["pending"])
         if extra is not None:
-            instrument, product, side, qty = extra
-            exposure[(instrument.exchange, instrument.tradingsymbol, product)][1 if side == "BUY" else 2] += qty
+            new, product, side, qty = extra
+            exposure[(new.exchange, new.tradingsymbol, product)][1 if side == "BUY" else 2] += qty
         rates = self.settings.margin
         total = Decimal(0)
         for (exchange, symbol, product), (net, buys, sells) in exposure.items():
@@ -216,7 +207,7 @@ class PaperBroker:
             total += worst * self.ltp(instrument) * rate
         return total
 
-    async def _fill(self, conn: AsyncConnection, row: Mapping[str, Any], fill_price: Decimal) -> None:
+    async def _fill(self, conn: AsyncConnection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
         await conn.execute(
             paper_trades.insert().values(
@@ -232,7 +223,7 @@ class PaperBroker:
             )
         )
 
-    async def _get_row(self, conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Mapping[str, Any]:
+    async def _get_row(self, conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
         stmt = select(paper_orders).where(
             paper_orders.c.order_id == order_id, paper_orders.c.account_id == self.account_id
         )
@@ -373,13 +364,17 @@ class PaperBroker:
                 await self._fill(conn, {**row, "quantity": quantity}, fill_price)
                 values.update(filled_quantity=quantity, average_price=fill_price, exchange_timestamp=now)
             new = (
-                await conn.execute(
-                    update(paper_orders)
-                    .where(paper_orders.c.order_id == params.order_id)
-                    .values(**values)
-                    .returning(paper_orders)
+                (
+                    await conn.execute(
+                        update(paper_orders)
+                        .where(paper_orders.c.order_id == params.order_id)
+                        .values(**values)
+                        .returning(paper_orders)
+                    )
                 )
-            ).mappings().one()
+                .mappings()
+                .one()
+            )
         self._maybe_lose_answer()
         return row_to_order(new)
 
@@ -390,17 +385,21 @@ class PaperBroker:
             if row["status"] not in OPEN_STATUSES:
                 raise BrokerRejected(f"Order cannot be cancelled as it is {row['status']}.")
             new = (
-                await conn.execute(
-                    update(paper_orders)
-                    .where(paper_orders.c.order_id == order_id)
-                    .values(
-                        status="CANCELLED",
-                        cancelled_quantity=paper_orders.c.quantity - paper_orders.c.filled_quantity,
-                        updated_at=utcnow(),
+                (
+                    await conn.execute(
+                        update(paper_orders)
+                        .where(paper_orders.c.order_id == order_id)
+                        .values(
+                            status="CANCELLED",
+                            cancelled_quantity=paper_orders.c.quantity - paper_orders.c.filled_quantity,
+                            updated_at=utcnow(),
+                        )
+                        .returning(paper_orders)
                     )
-                    .returning(paper_orders)
                 )
-            ).mappings().one()
+                .mappings()
+                .one()
+            )
         self._maybe_lose_answer()
         return row_to_order(new)
 
@@ -434,14 +433,18 @@ class PaperBroker:
         today = datetime.now(IST).date()
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(paper_trades)
-                    .where(paper_trades.c.account_id == self.account_id)
-                    .order_by(paper_trades.c.trade_id)
+                (
+                    await conn.execute(
+                        select(paper_trades)
+                        .where(paper_trades.c.account_id == self.account_id)
+                        .order_by(paper_trades.c.trade_id)
+                    )
                 )
-            ).mappings().all()
-        net: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
-        day: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+                .mappings()
+                .all()
+            )
+        net: dict[tuple[str, str, str], list[Mapping[Any, Any]]] = defaultdict(list)
+        day: dict[tuple[str, str, str], list[Mapping[Any, Any]]] = defaultdict(list)
         for row in rows:
             key = (row["exchange"], row["tradingsymbol"], row["product"])
             net[key].append(row)
@@ -455,15 +458,15 @@ class PaperBroker:
     def _position(
         self,
         key: tuple[str, str, str],
-        trades: list[Mapping[str, Any]],
+        trades: list[Mapping[Any, Any]],
         *,
-        rows_for_day: list[Mapping[str, Any]],
+        rows_for_day: list[Mapping[Any, Any]],
     ) -> dict[str, Any]:
         """One position in Kite's shape; `value` is sell value minus buy value, as Kite's is."""
         exchange, symbol, product = key
         instrument = self.instruments.get(exchange, symbol)
 
-        def side(rows: list[Mapping[str, Any]], kind: str) -> tuple[int, Decimal]:
+        def side(rows: list[Mapping[Any, Any]], kind: str) -> tuple[int, Decimal]:
             picked = [r for r in rows if r["transaction_type"] == kind]
             return sum(int(r["quantity"]) for r in picked), sum(
                 (Decimal(r["quantity"]) * Decimal(r["price"]) for r in picked), Decimal(0)
@@ -527,15 +530,19 @@ class PaperBroker:
         changed: list[BrokerOrder] = []
         async with self.engine.begin() as conn:
             rows = (
-                await conn.execute(
-                    select(paper_orders)
-                    .where(
-                        paper_orders.c.account_id == self.account_id,
-                        paper_orders.c.status.in_(OPEN_STATUSES),
+                (
+                    await conn.execute(
+                        select(paper_orders)
+                        .where(
+                            paper_orders.c.account_id == self.account_id,
+                            paper_orders.c.status.in_(OPEN_STATUSES),
+                        )
+                        .with_for_update(skip_locked=True)
                     )
-                    .with_for_update(skip_locked=True)
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             now = utcnow()
             for row in rows:
                 instrument = self.instruments.get(row["exchange"], row["tradingsymbol"])
@@ -554,20 +561,22 @@ class PaperBroker:
                 values: dict[str, Any] = {"status": status, "updated_at": now}
                 if fill_price is not None:
                     await self._fill(conn, row, fill_price)
-                    values.update(
-                        filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now
-                    )
+                    values.update(filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now)
                 new = (
-                    await conn.execute(
-                        update(paper_orders)
-                        .where(
-                            paper_orders.c.order_id == row["order_id"],
-                            paper_orders.c.status == row["status"],
+                    (
+                        await conn.execute(
+                            update(paper_orders)
+                            .where(
+                                paper_orders.c.order_id == row["order_id"],
+                                paper_orders.c.status == row["status"],
+                            )
+                            .values(**values)
+                            .returning(paper_orders)
                         )
-                        .values(**values)
-                        .returning(paper_orders)
                     )
-                ).mappings().first()
+                    .mappings()
+                    .first()
+                )
                 if new is not None:
                     changed.append(row_to_order(new))
         return changed

@@ -1,0 +1,59 @@
+"""Settings: a malformed value stops start-up with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from ticker_service.settings import SettingsError, describe, load_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"TICKER_ACCOUNTS": "{not json"}, "TICKER_ACCOUNTS"),
+        ({"TICKER_ACCOUNTS": '{"a": {"broker": "bank"}}'}, "TICKER_ACCOUNTS"),
+        ({"TICKER_ACCOUNTS": '{"a": {"fail_rate": 2}}'}, "TICKER_ACCOUNTS"),
+        ({"TICKER_ACCOUNTS": '{"a": {"colour": 1}}'}, "TICKER_ACCOUNTS"),
+        ({"TICKER_API_KEYS": '{"short": ["*"]}'}, "TICKER_API_KEYS"),
+        ({"TICKER_API_KEYS": '{"0123456789abcdef0": ["ghost"]}'}, "TICKER_API_KEYS"),
+        ({"TASK_RETENTION_DAYS": "soon"}, "TASK_RETENTION_DAYS"),
+        ({"TASK_CLEANUP_SCHEDULE": "every day"}, "TASK_CLEANUP_SCHEDULE"),
+        ({"WEBHOOK_ALLOW_PRIVATE": "perhaps"}, "WEBHOOK_ALLOW_PRIVATE"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "1,x"}, "WEBHOOK_RETRY_SCHEDULE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"TICKER_LEASE_SECONDS": "1", "TICKER_BROKER_TIMEOUT": "2"}, "TICKER_LEASE_SECONDS"),
+    ],
+)
+def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env)
+
+
+def test_defaults_match_the_design() -> None:
+    s = load_settings({})
+    assert (s.host, s.port, s.database_url) == ("127.0.0.1", 8080, None)
+    assert list(s.accounts) == ["primary"] and s.accounts["primary"].broker == "paper"
+    assert s.accounts["primary"].funds == 1_000_000
+    assert s.task_retention_days == 7 and s.task_cleanup_schedule == "0 2 * * *"
+    assert s.max_attempts == 5 and s.default_expires_in == 30
+    assert s.lease_seconds <= 10 and s.lease_seconds > s.broker_timeout
+    assert 80_000 <= sum(s.webhook_retry_schedule) <= 100_000  # about a day
+
+
+def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:
+    s = load_settings(
+        {
+            "DATABASE_URL": "postgresql://user:hunter2@db:5432/ticker",
+            "TICKER_ACCOUNTS": '{"k": {"broker": "kite", "api_key": "kkk", "api_secret": "sss", '
+            '"access_token": "ttt"}}',
+            "TICKER_API_KEYS": '{"0123456789abcdef": ["k"]}',
+        }
+    )
+    assert s.database_url == "postgresql+asyncpg://user:hunter2@db:5432/ticker"
+    shown = str(describe(s))
+    for secret in ("hunter2", "sss", "ttt", "0123456789abcdef"):
+        assert secret not in shown
