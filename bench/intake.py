@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import collections
 import json
+import math
 import os
 import re
 import shutil
@@ -157,6 +158,31 @@ def stop_all() -> None:
             print(f"warning: could not stop pid {proc.pid}: {exc}", file=sys.stderr)
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on
+
+
+def cpu_seconds(root: int, *, with_children: bool) -> float:
+    """CPU time (user+sys) of `root`, plus its live children and reaped children if asked (Linux)."""
+    fields = _stat(root)
+    if fields is None:
+        return 0.0
+    total = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_children:
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped children
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (f := _stat(int(entry.name))) is not None and int(f[1]) == root:
+                total += int(f[11]) + int(f[12])
+    return total / _TICK
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,6 +221,7 @@ class Database:
         uri = self.server.get_uri()  # postgresql://postgres:@/postgres?host=/sock/dir
         self.host = uri.split("host=", 1)[1]
         self.counter = 0
+        self.postmaster = int(self.server.get_pid() or 0)
 
     def dsn(self, db: str) -> str:
         return f"postgresql://postgres@/{db}?host={self.host}"
@@ -325,6 +352,12 @@ class WrkResult:
     socket_errors: str
     p50_ms: float | None
     p99_ms: float | None
+    server_cpu: float = 0.0  # CPU seconds used during the run by the server process
+    pg_cpu: float = 0.0  # ... and by PostgreSQL (all its processes)
+
+    def per_order_ms(self, cpu: float) -> float:
+        n = self.statuses.get(202, 0)
+        return 1000.0 * cpu / n if n else float("nan")
 
     @property
     def non_2xx(self) -> int:
@@ -390,7 +423,7 @@ class OpenLoopResult:
         if not self.latencies_ms:
             return float("nan")
         data = sorted(self.latencies_ms)
-        k = min(len(data) - 1, max(0, int(round(q / 100.0 * len(data) + 0.5)) - 1))
+        k = min(len(data) - 1, max(0, math.ceil(q / 100.0 * len(data)) - 1))  # nearest rank
         return data[k]
 
 
@@ -539,8 +572,12 @@ def main() -> int:
                     try:
                         run_wrk(run.port, script, threads=args.threads, connections=args.connections,
                                 seconds=args.warmup)
+                        cpu0 = (cpu_seconds(run.proc.pid, with_children=True),
+                                cpu_seconds(database.postmaster, with_children=True))
                         res = run_wrk(run.port, script, threads=args.threads, connections=args.connections,
                                       seconds=args.duration)
+                        res.server_cpu = cpu_seconds(run.proc.pid, with_children=True) - cpu0[0]
+                        res.pg_cpu = cpu_seconds(database.postmaster, with_children=True) - cpu0[1]
                         if config.kind == "service":
                             rows = database.query(run.db, "SELECT status, count(*) AS n FROM order_tasks GROUP BY 1")
                             by_status = {r["status"]: r["n"] for r in rows}
@@ -551,7 +588,10 @@ def main() -> int:
                     tput[key].append(res)
                     log(f"(a) {config.label}, run {i + 1}/{args.runs}: {fmt_rate(res.accepted_per_s)} accepted "
                         f"({res.requests} answers in {res.seconds:.1f}s; {status_text(res.statuses)}; "
-                        f"socket errors: {res.socket_errors}; p50 {res.p50_ms} ms, p99 {res.p99_ms} ms)")
+                        f"socket errors: {res.socket_errors}; p50 {res.p50_ms} ms, p99 {res.p99_ms} ms; "
+                        f"CPU: server {res.server_cpu / res.seconds:.2f} cores = "
+                        f"{res.per_order_ms(res.server_cpu):.2f} ms/order, PostgreSQL "
+                        f"{res.pg_cpu / res.seconds:.2f} cores = {res.per_order_ms(res.pg_cpu):.2f} ms/order)")
 
         # (b) fixed-rate latency, wait=0 --------------------------------------------------
         lat: dict[str, OpenLoopResult] = {}
@@ -599,8 +639,11 @@ def main() -> int:
             total = sum(r.requests for r in results)
             target = "(reference)" if key == "ceiling" else f">= {TARGET_ORDERS_PER_S:,.0f}/s"
             ok = None if key == "ceiling" else med[key] >= TARGET_ORDERS_PER_S
+            srv = statistics.median(r.per_order_ms(r.server_cpu) for r in results)
+            pg = statistics.median(r.per_order_ms(r.pg_cpu) for r in results)
             rows.append((f"(a) accepted orders/s: {CONFIGS[key].label}", fmt_rate(med[key]), target,
-                         verdict(ok), f"runs {runs}; non-202 {bad} of {total}"))
+                         verdict(ok), f"runs {runs}; non-202 {bad} of {total}; "
+                                      f"CPU/order: server {srv:.2f} ms, PostgreSQL {pg:.2f} ms"))
         if "ceiling" in med and med["ceiling"] > 0:
             for key in ("default", "intake"):
                 if key in med:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +43,9 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     log.info("starting", settings=describe(settings), embedded_database=settings.database_url is None)
     # migrations already ran above (under the advisory lock); the lifespan need not repeat them
     app = create_app(settings, database_url=url, migrate=False)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found:
+    # make that a normal exit so atexit hooks (stopping the embedded database) still run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         app,
         host=settings.host,

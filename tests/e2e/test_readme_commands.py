@@ -30,7 +30,7 @@ async def test_fresh_clone_serves_with_one_command(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VIRTUAL_ENV", "TICKER_ACCOUNTS")}
-    env.update(PORT=str(port), TICKER_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="WARNING")
+    env.update(PORT=str(port), TICKER_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         ["./run", "serve"],
@@ -69,10 +69,14 @@ async def test_fresh_clone_serves_with_one_command(tmp_path: Path) -> None:
         assert collect.returncode == 0, collect.stdout + collect.stderr
         assert "tests collected" in collect.stdout or "test_settings" in collect.stdout
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    log_text = (tmp_path / "serve.log").read_text()
+    assert proc.returncode == 0, log_text[-3000:]
+    assert "runtime stopped" in log_text  # a graceful shutdown, not a crash
+    # the embedded database was stopped with the last process that used it
+    assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists()
