@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import math
 import os
@@ -69,7 +70,7 @@ TARGET_RATIO = 0.45
 WRK_LUA = """
 wrk.method = "POST"
 wrk.path = "/orders/place?wait=0"
-wrk.body = [[%s]]
+wrk.body = [[BODY]]
 wrk.headers["Content-Type"] = "application/json"
 
 local threads = {}
@@ -89,10 +90,10 @@ function done(summary, latency, requests)
     for k, v in pairs(s) do total[k] = (total[k] or 0) + v end
   end
   for k, v in pairs(total) do
-    io.write(string.format("STATUS %%d %%d\\n", k, v))
+    io.write(string.format("STATUS %d %d\\n", k, v))
   end
 end
-""" % BODY_JSON
+""".replace("[[BODY]]", f"[[{BODY_JSON}]]")
 
 
 class BenchTimeout(Exception):
@@ -128,19 +129,15 @@ def stop(proc: subprocess.Popen[Any], grace: float = 6.0) -> str:
     """Stop a child (and its process group); say how it went."""
     how = "exited"
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(grace)
             how = "stopped by SIGTERM"
         except subprocess.TimeoutExpired:
             how = f"killed (no exit {grace:.0f}s after SIGTERM)"
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(5)
     if proc in _children:
         _children.remove(proc)
@@ -166,7 +163,7 @@ def _stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def cpu_seconds(root: int, *, with_children: bool) -> float:
@@ -281,8 +278,9 @@ class Config:
 
 CONFIGS = {
     "default": Config("default", "service, default (relay workers in-process)", "service"),
-    "intake": Config("intake", "service, TICKER_RELAY_WORKERS=0 (intake-only)", "service",
-                     {"TICKER_RELAY_WORKERS": "0"}),
+    "intake": Config(
+        "intake", "service, TICKER_RELAY_WORKERS=0 (intake-only)", "service", {"TICKER_RELAY_WORKERS": "0"}
+    ),
     "ceiling": Config("ceiling", "ceiling app (bare Litestar + asyncpg)", "ceiling"),
 }
 
@@ -377,8 +375,18 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(port: int, script: Path, *, threads: int, connections: int, seconds: float) -> WrkResult:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
-           "-s", str(script), f"http://127.0.0.1:{port}"]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
     proc = spawn(cmd)
     try:
         out, _ = proc.communicate(timeout=seconds + 30)
@@ -418,6 +426,15 @@ class OpenLoopResult:
     statuses: dict[str, int]
     latencies_ms: list[float]  # of the answers with the expected status
     max_send_lag_ms: float
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (scheduled offset s, latency ms)
+
+    def worst_seconds(self, n: int = 3) -> str:
+        """The seconds of the run with the worst latency: shows whether p99 is one stall or spread."""
+        per_s: dict[int, float] = {}
+        for offset, ms in self.timeline:
+            per_s[int(offset)] = max(per_s.get(int(offset), 0.0), ms)
+        worst = sorted(per_s.items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"t={s}s: {ms:.0f} ms" for s, ms in worst)
 
     def pct(self, q: float) -> float:
         if not self.latencies_ms:
@@ -427,8 +444,9 @@ class OpenLoopResult:
         return data[k]
 
 
-async def _open_loop(port: int, wait: float, rate: float, seconds: float, warmup: float,
-                     expect: int, timeout: float) -> OpenLoopResult:
+async def _open_loop(
+    port: int, wait: float, rate: float, seconds: float, warmup: float, expect: int, timeout: float
+) -> OpenLoopResult:
     import aiohttp
 
     url = f"http://127.0.0.1:{port}/orders/place?wait={wait:g}"
@@ -438,6 +456,8 @@ async def _open_loop(port: int, wait: float, rate: float, seconds: float, warmup
     statuses: collections.Counter[str] = collections.Counter()
     latencies: list[float] = []
     lags: list[float] = []
+    timeline: list[tuple[float, float]] = []
+    start = 0.0
 
     async def one(session: aiohttp.ClientSession, scheduled: float, record: bool) -> None:
         lag = loop.time() - scheduled
@@ -453,6 +473,7 @@ async def _open_loop(port: int, wait: float, rate: float, seconds: float, warmup
             lags.append(lag)
             if status == str(expect):
                 latencies.append(elapsed * 1000.0)
+            timeline.append((scheduled - start, elapsed * 1000.0))
 
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -461,6 +482,7 @@ async def _open_loop(port: int, wait: float, rate: float, seconds: float, warmup
         n_warm = int(rate * warmup)
         n = int(rate * seconds)
         t0 = loop.time() + 0.05
+        start = t0 + warmup
         for i in range(n_warm + n):
             scheduled = t0 + i / rate
             delay = scheduled - loop.time()
@@ -468,7 +490,7 @@ async def _open_loop(port: int, wait: float, rate: float, seconds: float, warmup
                 await asyncio.sleep(delay)
             pending.append(asyncio.create_task(one(session, scheduled, record=i >= n_warm)))
         await asyncio.gather(*pending)
-    return OpenLoopResult(rate, n, dict(statuses), latencies, max(lags) * 1000.0 if lags else 0.0)
+    return OpenLoopResult(rate, n, dict(statuses), latencies, max(lags) * 1000.0 if lags else 0.0, timeline)
 
 
 def open_loop(port: int, **kwargs: Any) -> OpenLoopResult:
@@ -476,7 +498,7 @@ def open_loop(port: int, **kwargs: Any) -> OpenLoopResult:
     try:
         import uvloop
 
-        return uvloop.run(coro)  # type: ignore[no-any-return]
+        return uvloop.run(coro)
     except ImportError:
         return asyncio.run(coro)
 
@@ -546,6 +568,7 @@ def main() -> int:
             raise BenchTimeout(f"--max-runtime {args.max_runtime}s exceeded")
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGALRM, on_signal)
     signal.alarm(args.max_runtime)
@@ -570,28 +593,35 @@ def main() -> int:
                 for i in range(args.runs):
                     run = harness.start(config)
                     try:
-                        run_wrk(run.port, script, threads=args.threads, connections=args.connections,
-                                seconds=args.warmup)
-                        cpu0 = (cpu_seconds(run.proc.pid, with_children=True),
-                                cpu_seconds(database.postmaster, with_children=True))
-                        res = run_wrk(run.port, script, threads=args.threads, connections=args.connections,
-                                      seconds=args.duration)
+                        run_wrk(
+                            run.port, script, threads=args.threads, connections=args.connections, seconds=args.warmup
+                        )
+                        cpu0 = (
+                            cpu_seconds(run.proc.pid, with_children=True),
+                            cpu_seconds(database.postmaster, with_children=True),
+                        )
+                        res = run_wrk(
+                            run.port, script, threads=args.threads, connections=args.connections, seconds=args.duration
+                        )
                         res.server_cpu = cpu_seconds(run.proc.pid, with_children=True) - cpu0[0]
                         res.pg_cpu = cpu_seconds(database.postmaster, with_children=True) - cpu0[1]
                         if config.kind == "service":
-                            rows = database.query(run.db, "SELECT status, count(*) AS n FROM order_tasks GROUP BY 1")
-                            by_status = {r["status"]: r["n"] for r in rows}
-                            relay_notes.append(f"{key} run {i + 1}: task states right after the run: "
-                                               f"{status_text(by_status)}")
+                            states = database.query(run.db, "SELECT status, count(*) AS n FROM order_tasks GROUP BY 1")
+                            by_status = {r["status"]: r["n"] for r in states}
+                            relay_notes.append(
+                                f"{key} run {i + 1}: task states right after the run: {status_text(by_status)}"
+                            )
                     finally:
                         harness.finish(run)
                     tput[key].append(res)
-                    log(f"(a) {config.label}, run {i + 1}/{args.runs}: {fmt_rate(res.accepted_per_s)} accepted "
+                    log(
+                        f"(a) {config.label}, run {i + 1}/{args.runs}: {fmt_rate(res.accepted_per_s)} accepted "
                         f"({res.requests} answers in {res.seconds:.1f}s; {status_text(res.statuses)}; "
                         f"socket errors: {res.socket_errors}; p50 {res.p50_ms} ms, p99 {res.p99_ms} ms; "
                         f"CPU: server {res.server_cpu / res.seconds:.2f} cores = "
                         f"{res.per_order_ms(res.server_cpu):.2f} ms/order, PostgreSQL "
-                        f"{res.pg_cpu / res.seconds:.2f} cores = {res.per_order_ms(res.pg_cpu):.2f} ms/order)")
+                        f"{res.pg_cpu / res.seconds:.2f} cores = {res.per_order_ms(res.pg_cpu):.2f} ms/order)"
+                    )
 
         # (b) fixed-rate latency, wait=0 --------------------------------------------------
         lat: dict[str, OpenLoopResult] = {}
@@ -599,31 +629,53 @@ def main() -> int:
             for key in ("default", "ceiling"):
                 run = harness.start(CONFIGS[key])
                 try:
-                    res_ol = open_loop(run.port, wait=0, rate=args.rate, seconds=args.duration,
-                                       warmup=args.warmup, expect=202, timeout=10.0)
+                    res_ol = open_loop(
+                        run.port,
+                        wait=0,
+                        rate=args.rate,
+                        seconds=args.duration,
+                        warmup=args.warmup,
+                        expect=202,
+                        timeout=10.0,
+                    )
                 finally:
                     harness.finish(run)
                 lat[key] = res_ol
-                log(f"(b) {CONFIGS[key].label} at {args.rate:g}/s, wait=0: p50 {res_ol.pct(50):.1f} ms, "
+                log(
+                    f"(b) {CONFIGS[key].label} at {args.rate:g}/s, wait=0: p50 {res_ol.pct(50):.1f} ms, "
                     f"p99 {res_ol.pct(99):.1f} ms, max {res_ol.pct(100):.1f} ms "
-                    f"({status_text(res_ol.statuses)}; client max send lag {res_ol.max_send_lag_ms:.1f} ms)")
+                    f"({status_text(res_ol.statuses)}; client max send lag {res_ol.max_send_lag_ms:.1f} ms; "
+                    f"worst seconds {res_ol.worst_seconds()})"
+                )
 
             # (c) end-to-end, wait=5 ------------------------------------------------------
             run = harness.start(CONFIGS["default"])
             try:
-                e2e = open_loop(run.port, wait=5, rate=args.e2e_rate, seconds=args.duration,
-                                warmup=args.warmup, expect=201, timeout=15.0)
+                e2e = open_loop(
+                    run.port,
+                    wait=5,
+                    rate=args.e2e_rate,
+                    seconds=args.duration,
+                    warmup=args.warmup,
+                    expect=201,
+                    timeout=15.0,
+                )
             finally:
                 harness.finish(run)
             lat["e2e"] = e2e
-            log(f"(c) service default at {args.e2e_rate:g}/s, wait=5: p50 {e2e.pct(50):.1f} ms, "
-                f"p99 {e2e.pct(99):.1f} ms, max {e2e.pct(100):.1f} ms ({status_text(e2e.statuses)})")
+            log(
+                f"(c) service default at {args.e2e_rate:g}/s, wait=5: p50 {e2e.pct(50):.1f} ms, "
+                f"p99 {e2e.pct(99):.1f} ms, max {e2e.pct(100):.1f} ms ({status_text(e2e.statuses)}; "
+                f"worst seconds {e2e.worst_seconds()})"
+            )
 
         # report ----------------------------------------------------------------------------
         print()
-        print(f"Intake benchmark — {os.cpu_count()} CPUs, wrk -t{args.threads} -c{args.connections}, "
-              f"{args.duration:g} s per measurement, {args.runs} run(s) per throughput figure (median); "
-              f"total {time.monotonic() - started:.0f} s")
+        print(
+            f"Intake benchmark — {os.cpu_count()} CPUs, wrk -t{args.threads} -c{args.connections}, "
+            f"{args.duration:g} s per measurement, {args.runs} run(s) per throughput figure (median); "
+            f"total {time.monotonic() - started:.0f} s"
+        )
         print("Client, servers and PostgreSQL share the machine; the figures are noisy.")
         print()
         rows: list[tuple[str, str, str, str, str]] = []
@@ -641,43 +693,92 @@ def main() -> int:
             ok = None if key == "ceiling" else med[key] >= TARGET_ORDERS_PER_S
             srv = statistics.median(r.per_order_ms(r.server_cpu) for r in results)
             pg = statistics.median(r.per_order_ms(r.pg_cpu) for r in results)
-            rows.append((f"(a) accepted orders/s: {CONFIGS[key].label}", fmt_rate(med[key]), target,
-                         verdict(ok), f"runs {runs}; non-202 {bad} of {total}; "
-                                      f"CPU/order: server {srv:.2f} ms, PostgreSQL {pg:.2f} ms"))
+            rows.append(
+                (
+                    f"(a) accepted orders/s: {CONFIGS[key].label}",
+                    fmt_rate(med[key]),
+                    target,
+                    verdict(ok),
+                    f"runs {runs}; non-202 {bad} of {total}; CPU/order: server {srv:.2f} ms, PostgreSQL {pg:.2f} ms",
+                )
+            )
         if "ceiling" in med and med["ceiling"] > 0:
             for key in ("default", "intake"):
                 if key in med:
                     ratio = med[key] / med["ceiling"]
-                    rows.append((f"(a) ratio {key} / ceiling", f"{ratio:.0%}", f">= {TARGET_RATIO:.0%}",
-                                 verdict(ratio >= TARGET_RATIO), ""))
+                    rows.append(
+                        (
+                            f"(a) ratio {key} / ceiling",
+                            f"{ratio:.0%}",
+                            f">= {TARGET_RATIO:.0%}",
+                            verdict(ratio >= TARGET_RATIO),
+                            "",
+                        )
+                    )
         if "default" in lat:
             r = lat["default"]
-            rows.append((f"(b) p50 latency at {args.rate:g}/s, wait=0, service default", f"{r.pct(50):.1f} ms",
-                         "", "-", f"{status_text(r.statuses)}"))
-            rows.append((f"(b) p99 latency at {args.rate:g}/s, wait=0, service default", f"{r.pct(99):.1f} ms",
-                         f"<= {TARGET_P99_MS:g} ms", verdict(r.pct(99) <= TARGET_P99_MS),
-                         f"max {r.pct(100):.1f} ms"))
+            rows.append(
+                (
+                    f"(b) p50 latency at {args.rate:g}/s, wait=0, service default",
+                    f"{r.pct(50):.1f} ms",
+                    "",
+                    "-",
+                    f"{status_text(r.statuses)}",
+                )
+            )
+            rows.append(
+                (
+                    f"(b) p99 latency at {args.rate:g}/s, wait=0, service default",
+                    f"{r.pct(99):.1f} ms",
+                    f"<= {TARGET_P99_MS:g} ms",
+                    verdict(r.pct(99) <= TARGET_P99_MS),
+                    f"max {r.pct(100):.1f} ms",
+                )
+            )
         if "ceiling" in lat:
             r = lat["ceiling"]
-            rows.append((f"(b) p50 / p99 at {args.rate:g}/s, ceiling app", f"{r.pct(50):.1f} / {r.pct(99):.1f} ms",
-                         "(reference)", "-", f"{status_text(r.statuses)}"))
+            rows.append(
+                (
+                    f"(b) p50 / p99 at {args.rate:g}/s, ceiling app",
+                    f"{r.pct(50):.1f} / {r.pct(99):.1f} ms",
+                    "(reference)",
+                    "-",
+                    f"{status_text(r.statuses)}",
+                )
+            )
         if "e2e" in lat:
             r = lat["e2e"]
-            rows.append((f"(c) end-to-end p50 at {args.e2e_rate:g}/s, wait=5 (201)", f"{r.pct(50):.1f} ms",
-                         "", "-", f"{status_text(r.statuses)}"))
-            rows.append((f"(c) end-to-end p99 at {args.e2e_rate:g}/s, wait=5 (201)", f"{r.pct(99):.1f} ms",
-                         "", "-", f"max {r.pct(100):.1f} ms"))
+            rows.append(
+                (
+                    f"(c) end-to-end p50 at {args.e2e_rate:g}/s, wait=5 (201)",
+                    f"{r.pct(50):.1f} ms",
+                    "",
+                    "-",
+                    f"{status_text(r.statuses)}",
+                )
+            )
+            rows.append(
+                (
+                    f"(c) end-to-end p99 at {args.e2e_rate:g}/s, wait=5 (201)",
+                    f"{r.pct(99):.1f} ms",
+                    "",
+                    "-",
+                    f"max {r.pct(100):.1f} ms",
+                )
+            )
 
         headers = ("figure", "measured", "target", "", "notes")
         widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(5)]
         line = "  ".join("-" * w for w in widths)
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         print(line)
         for row in rows:
-            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         print()
-        print("intake-only = the service with TICKER_RELAY_WORKERS=0: it accepts orders but executes none "
-              "(another process with relay workers would).")
+        print(
+            "intake-only = the service with TICKER_RELAY_WORKERS=0: it accepts orders but executes none "
+            "(another process with relay workers would)."
+        )
         for note in relay_notes:
             print(f"  {note}")
         for note in harness.stop_notes:

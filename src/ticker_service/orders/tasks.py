@@ -98,7 +98,10 @@ async def submit_task(
     key = idempotency_key or task_id
     stub = {"task_id": task_id, "operation": operation, "attempts": 0, "order_id": order_id}
     event = task_status_event(stub, PENDING)
+    # AUTOCOMMIT: the statement is its own transaction and one round trip, so the account's seq row
+    # is locked only while it runs and commits, not across BEGIN and COMMIT round trips
     async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         row = (
             (
                 await conn.execute(
@@ -124,7 +127,6 @@ async def submit_task(
             .mappings()
             .first()
         )
-        await conn.commit()
         if row is not None:
             return dict(row), True
         existing = (
