@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticker_service.brokers.base import Broker
 from ticker_service.brokers.paper.broker import PaperBroker
 from ticker_service.db.engine import asyncpg_dsn, create_engine
+from ticker_service.db.pool import create_pool
 from ticker_service.instruments import InstrumentBook, load_instruments
 from ticker_service.jobs import maintenance
 from ticker_service.jobs.singleton import CLEANUP_LOCK, MATCHER_LOCK, RECONCILE_LOCK, run_singleton
@@ -54,12 +55,14 @@ class Runtime:
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
-        self.orders = OrderService(self.engine, settings, self.instruments, self.brokers, self.waiters)
+        self.orders: OrderService  # made by start(), with the request path's pool
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
         self._stop.clear()
+        self.pool = await create_pool(self.dsn, self.settings.db_pool_size)
+        self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
         await self.listener.start()
         await self.relay.start()
         s = self.settings
@@ -122,5 +125,6 @@ class Runtime:
         await self.listener.stop()
         for broker in self.brokers.values():
             await broker.close()
+        await self.pool.close()
         await self.engine.dispose()
         log.info("runtime stopped")

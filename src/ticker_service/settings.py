@@ -84,6 +84,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "console"] = "json"
     # relay tuning: defaults suit a 2-core machine; tests compress the timings
     relay_workers: int = 8
+    db_pool_size: int = 16  # connections of the request path's asyncpg pool (the engine has its own)
     lease_seconds: float = 10.0
     broker_timeout: float = 7.0
     poll_interval: float = 1.0
@@ -215,6 +216,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             kwargs[field] = _parse_number(var, raw, minimum=minimum)
     if raw := env.get("TICKER_RELAY_WORKERS"):
         kwargs["relay_workers"] = _parse_int("TICKER_RELAY_WORKERS", raw, minimum=0, maximum=256)
+    if raw := env.get("TICKER_DB_POOL_SIZE"):
+        kwargs["db_pool_size"] = _parse_int("TICKER_DB_POOL_SIZE", raw, minimum=1, maximum=500)
     if raw := env.get("TICKER_MAX_ATTEMPTS"):
         kwargs["max_attempts"] = _parse_int("TICKER_MAX_ATTEMPTS", raw, minimum=1, maximum=100)
     if raw := env.get("TICKER_INSTANCE_ID"):

@@ -10,12 +10,15 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from tests.conftest import _asyncpg_dsn, _with_database
 from ticker_service.db.engine import create_engine
-from ticker_service.db.migrate import run_migrations
+from ticker_service.db.migrate import alembic_config, run_migrations
 from ticker_service.db.tables import metadata
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture
@@ -50,6 +53,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: st
         "paper_orders",
         "paper_trades",
         "paper_accounts",
+        "paper_exposure",
         "alembic_version",
     }
     assert expected <= await tables(empty_database)
@@ -81,7 +85,7 @@ async def test_concurrent_upgrades_do_not_race(empty_database: str) -> None:
     await asyncio.gather(*(run_migrations(empty_database) for _ in range(3)))
     conn = await asyncpg.connect(_asyncpg_dsn(empty_database))
     try:
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0001"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == HEAD
     finally:
         await conn.close()
 
@@ -109,3 +113,46 @@ async def test_plain_alembic_and_the_cli_migrate_from_database_url(empty_databas
     assert await tables(empty_database) == {"alembic_version"}
     await run(sys.executable, "-m", "ticker_service", "db", "upgrade")
     assert "outbox_events" in await tables(empty_database)
+
+
+async def test_0002_fills_the_paper_exposure_from_an_existing_book(empty_database: str) -> None:
+    """An operator upgrading with orders on the books keeps the same funds check."""
+    await run_migrations(empty_database, "0001")
+    conn = await asyncpg.connect(_asyncpg_dsn(empty_database))
+    try:
+        await conn.execute("INSERT INTO paper_accounts (account_id) VALUES ('a')")
+        book = [
+            # order id, side, quantity, filled, status
+            ("1", "BUY", 100, 100, "COMPLETE"),
+            ("2", "SELL", 30, 30, "COMPLETE"),
+            ("3", "BUY", 50, 0, "OPEN"),
+            ("4", "SELL", 20, 0, "TRIGGER PENDING"),
+            ("5", "BUY", 70, 0, "CANCELLED"),
+            ("6", "BUY", 10, 0, "REJECTED"),
+        ]
+        for order_id, side, qty, filled, status in book:
+            await conn.execute(
+                "INSERT INTO paper_orders (order_id, account_id, exchange, tradingsymbol, instrument_token, "
+                "transaction_type, product, order_type, variety, validity, quantity, price, trigger_price, status, "
+                "filled_quantity) VALUES ($1, 'a', 'NSE', 'INFY', 408065, $2, 'CNC', 'LIMIT', 'regular', 'DAY', $3, "
+                "1500, 0, $4, $5)",
+                order_id,
+                side,
+                qty,
+                status,
+                filled,
+            )
+            if filled:
+                await conn.execute(
+                    "INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, "
+                    "product, transaction_type, quantity, price) VALUES ($1, 'a', 'NSE', 'INFY', 408065, 'CNC', $2, "
+                    "$3, 1500)",
+                    order_id,
+                    side,
+                    filled,
+                )
+        await run_migrations(empty_database)
+        row = await conn.fetchrow("SELECT net_quantity, open_buy, open_sell FROM paper_exposure WHERE account_id = 'a'")
+        assert tuple(row) == (70, 50, 20)
+    finally:
+        await conn.close()

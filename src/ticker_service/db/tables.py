@@ -179,3 +179,17 @@ paper_trades = Table(
     Index("ix_paper_trades_account", "account_id", "exchange", "tradingsymbol", "product"),
     Index("ix_paper_trades_order", "order_id"),
 )
+
+# Running totals per account, instrument and product, kept in the same transaction as every paper
+# order change, so the funds check reads a handful of rows instead of the whole book and history.
+paper_exposure = Table(
+    "paper_exposure",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("exchange", Text, primary_key=True),
+    Column("tradingsymbol", Text, primary_key=True),
+    Column("product", Text, primary_key=True),
+    Column("net_quantity", BigInteger, nullable=False, server_default=text("0")),
+    Column("open_buy", BigInteger, nullable=False, server_default=text("0")),
+    Column("open_sell", BigInteger, nullable=False, server_default=text("0")),
+)

@@ -126,7 +126,7 @@ class TasksController(Controller):
     async def get_task(
         self, task_id: FromPath[str], order_service: NamedDependency[OrderService], caller: NamedDependency[Caller]
     ) -> TaskView:
-        task = await get_task(order_service.engine, task_id)
+        task = await get_task(order_service.pool, task_id)
         if task is None:
             raise ApiError(404, f"task_id: no task {task_id!r}")
         caller.require(task["account_id"])
@@ -159,7 +159,7 @@ class TasksController(Controller):
     async def retry(
         self, task_id: FromPath[str], order_service: NamedDependency[OrderService], caller: NamedDependency[Caller]
     ) -> TaskView:
-        task = await get_task(order_service.engine, task_id)
+        task = await get_task(order_service.pool, task_id)
         if task is None:
             raise ApiError(404, f"task_id: no task {task_id!r}")
         caller.require(task["account_id"])

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from sqlalchemy import select
@@ -52,12 +53,14 @@ class OrderService:
     def __init__(
         self,
         engine: AsyncEngine,
+        pool: asyncpg.Pool,
         settings: Settings,
         instruments: InstrumentBook,
         brokers: Mapping[str, Broker],
         waiters: TaskWaiters,
     ) -> None:
         self.engine = engine
+        self.pool = pool  # the request path's asyncpg pool: intake and task reads
         self.settings = settings
         self.instruments = instruments
         self.brokers = brokers
@@ -104,17 +107,10 @@ class OrderService:
     async def _order_row(self, account_id: str, order_id: str | None) -> dict[str, Any] | None:
         if order_id is None:
             return None
-        async with self.engine.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(orders).where(orders.c.account_id == account_id, orders.c.order_id == order_id)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return mirror_row_to_order(row) if row else None
+        row = await self.pool.fetchrow(
+            "SELECT * FROM orders WHERE account_id = $1 AND order_id = $2", account_id, order_id
+        )
+        return mirror_row_to_order(dict(row)) if row else None
 
     async def view(self, task: Mapping[str, Any]) -> TaskView:
         order = await self._order_row(task["account_id"], task.get("order_id"))
@@ -161,7 +157,7 @@ class OrderService:
             waited = await self.waiters.wait(
                 task["task_id"],
                 wait,
-                load=lambda: get_task(self.engine, task["task_id"]),
+                load=lambda: get_task(self.pool, task["task_id"]),
                 done=lambda t: t["status"] in RESOLVED,
             )
             task = waited or task
@@ -177,7 +173,7 @@ class OrderService:
     async def place(self, req: PlaceOrderRequest, idempotency_key: str | None, wait: float) -> Answer:
         params = self.validate_place(req)
         task, created = await submit_task(
-            self.engine,
+            self.pool,
             account_id=req.account_id,
             operation="place_order",
             params=params,
@@ -241,7 +237,7 @@ class OrderService:
                 raise FieldError(*problems[0])
         changes["variety"] = order.get("variety") or "regular"
         task, created = await submit_task(
-            self.engine,
+            self.pool,
             account_id=account,
             operation="modify_order",
             params=changes,
@@ -259,7 +255,7 @@ class OrderService:
         if order["status"] not in OPEN_ORDER_STATUSES:
             raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be cancelled")
         task, created = await submit_task(
-            self.engine,
+            self.pool,
             account_id=account,
             operation="cancel_order",
             params={"variety": order.get("variety") or "regular"},

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import msgspec
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,42 +44,35 @@ def new_broker_tag() -> str:
     return "TS" + uuid.uuid4().hex[:18].upper()
 
 
-def request_hash(operation: str, account_id: str, params: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_encoder.encode([operation, account_id, params])).hexdigest()
-
-
-_INTAKE = text(
-    """
-    WITH t AS (
-        INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status,
-                                 attempts, max_attempts, created_at, updated_at, account_id, broker_tag,
-                                 order_id, next_attempt_at, expires_in, deadline_at, batch_id, batch_index)
-        VALUES (:task_id, :idempotency_key, :request_hash, :operation, CAST(:params AS jsonb), 'pending',
-                0, :max_attempts, now(), now(), :account_id, :broker_tag, :order_id, now(),
-                CAST(:expires_in AS numeric), now() + make_interval(secs => CAST(:expires_in AS float8)),
-                :batch_id, :batch_index)
-        ON CONFLICT (account_id, idempotency_key) DO NOTHING
-        RETURNING *
-    ), s AS (
-        INSERT INTO account_seq AS a (account_id, last_seq) SELECT :account_id, 1 FROM t
-        ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + 1
-        RETURNING last_seq
-    ), e AS (
-        INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
-        SELECT :event_id, :account_id, s.last_seq, 'task_status', :task_id, :order_id, CAST(:event_data AS jsonb)
-        FROM s
-        RETURNING seq
-    )
-    SELECT t.*, (SELECT seq FROM e) AS seq,
-           pg_notify('ticker_tasks', ''),
-           pg_notify('ticker_events', :account_id || ':' || (SELECT seq FROM e))
-    FROM t
-    """
+_INTAKE = """
+WITH t AS (
+    INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status,
+                             attempts, max_attempts, created_at, updated_at, account_id, broker_tag,
+                             order_id, next_attempt_at, expires_in, deadline_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, 'pending', 0, $6, now(), now(), $7, $8, $9, now(),
+            $10::numeric, now() + make_interval(secs => $10::float8))
+    ON CONFLICT (account_id, idempotency_key) DO NOTHING
+    RETURNING *
+), s AS (
+    INSERT INTO account_seq AS a (account_id, last_seq) SELECT $7, 1 FROM t
+    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + 1
+    RETURNING last_seq
+), e AS (
+    INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
+    SELECT $11, $7, s.last_seq, 'task_status', $1, $9, $12::jsonb FROM s
+    RETURNING seq
 )
+SELECT t.*, (SELECT seq FROM e) AS seq,
+       pg_notify('ticker_tasks', ''),
+       pg_notify('ticker_events', $7 || ':' || (SELECT seq FROM e))
+FROM t
+"""
+
+_BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
 
 
 async def submit_task(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     *,
     account_id: str,
     operation: str,
@@ -94,52 +88,34 @@ async def submit_task(
     False), or raises IdempotencyConflict when the earlier request differed.
     """
     task_id = new_task_id()
-    digest = request_hash(operation, account_id, params)
+    params_json = _encoder.encode(params)
+    digest = hashlib.sha256(_encoder.encode([operation, account_id]) + params_json).hexdigest()
     key = idempotency_key or task_id
     stub = {"task_id": task_id, "operation": operation, "attempts": 0, "order_id": order_id}
     event = task_status_event(stub, PENDING)
-    # AUTOCOMMIT: the statement is its own transaction and one round trip, so the account's seq row
-    # is locked only while it runs and commits, not across BEGIN and COMMIT round trips
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        row = (
-            (
-                await conn.execute(
-                    _INTAKE,
-                    {
-                        "task_id": task_id,
-                        "idempotency_key": key,
-                        "request_hash": digest,
-                        "operation": operation,
-                        "params": _encoder.encode(params).decode(),
-                        "max_attempts": max_attempts,
-                        "account_id": account_id,
-                        "broker_tag": new_broker_tag(),
-                        "order_id": order_id,
-                        "expires_in": float(expires_in),
-                        "batch_id": None,
-                        "batch_index": None,
-                        "event_id": event.event_id,
-                        "event_data": _encoder.encode(event.data).decode(),
-                    },
-                )
-            )
-            .mappings()
-            .first()
+    # No explicit transaction: the statement is its own (implicit) transaction and one round trip,
+    # so the account's seq row is locked only while it runs and commits
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            _INTAKE,
+            task_id,
+            key,
+            digest,
+            operation,
+            params_json.decode(),
+            max_attempts,
+            account_id,
+            new_broker_tag(),
+            order_id,
+            float(expires_in),
+            event.event_id,
+            _encoder.encode(event.data).decode(),
         )
         if row is not None:
             return dict(row), True
-        existing = (
-            (
-                await conn.execute(
-                    select(order_tasks).where(
-                        order_tasks.c.account_id == account_id, order_tasks.c.idempotency_key == key
-                    )
-                )
-            )
-            .mappings()
-            .one()
-        )
+        existing = await conn.fetchrow(_BY_KEY, account_id, key)
+    if existing is None:  # pragma: no cover - the conflicting row cannot vanish: tasks are not deleted while live
+        raise RuntimeError(f"idempotency key {key!r} conflicted but its task was not found")
     if existing["request_hash"] != digest:
         raise IdempotencyConflict(
             "Idempotency-Key was already used with a different request; use a new key for a new order"
@@ -147,9 +123,8 @@ async def submit_task(
     return dict(existing), False
 
 
-async def get_task(engine: AsyncEngine, task_id: str) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(order_tasks).where(order_tasks.c.task_id == task_id))).mappings().first()
+async def get_task(pool: asyncpg.Pool, task_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow("SELECT * FROM order_tasks WHERE task_id = $1", task_id)
     return dict(row) if row else None
 
 

@@ -19,7 +19,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,13 +34,35 @@ from ticker_service.brokers.base import (
     PlaceResult,
 )
 from ticker_service.brokers.paper.prices import price_at
-from ticker_service.db.tables import paper_accounts, paper_orders, paper_trades
+from ticker_service.db.tables import paper_accounts, paper_exposure, paper_orders, paper_trades
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
 from ticker_service.settings import AccountSettings
 from ticker_service.timeutil import IST, utcnow
 
 OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+
+# The matcher's candidates: resting orders that the current price (per instrument, passed in as
+# arrays) would trigger or fill. Filtering in SQL keeps a pass cheap however many orders rest far
+# from the market; `fill_decision` still makes the final call on each candidate.
+_CROSSING = text(
+    """
+    SELECT o.* FROM paper_orders AS o
+    JOIN unnest(CAST(:exchanges AS text[]), CAST(:symbols AS text[]), CAST(:prices AS numeric[]))
+        AS p(exchange, tradingsymbol, ltp)
+      ON o.exchange = p.exchange AND o.tradingsymbol = p.tradingsymbol
+    WHERE o.account_id = :account_id
+      AND o.status IN ('OPEN', 'TRIGGER PENDING')
+      AND CASE
+            WHEN o.status = 'TRIGGER PENDING' THEN
+                CASE WHEN o.transaction_type = 'BUY' THEN p.ltp >= o.trigger_price ELSE p.ltp <= o.trigger_price END
+            WHEN o.order_type IN ('MARKET', 'SL-M') THEN true
+            ELSE CASE WHEN o.transaction_type = 'BUY' THEN p.ltp <= o.price ELSE p.ltp >= o.price END
+          END
+    ORDER BY o.order_id
+    FOR UPDATE OF o SKIP LOCKED
+    """
+)
 MARKET_OPEN = dtime(9, 15)
 MARKET_CLOSE = dtime(15, 30)
 
@@ -123,6 +145,7 @@ class PaperBroker:
         self.instruments = instruments
         self.clock = clock
         self.rng = rng or random.Random()
+        self._account_row_exists = False
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -154,13 +177,30 @@ class PaperBroker:
 
     async def _lock_account(self, conn: AsyncConnection) -> None:
         """Serialize this account's placements so the funds check sees every earlier order."""
-        await conn.execute(pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing())
+        if not self._account_row_exists:  # set once a placement has committed: the row exists from then on
+            await conn.execute(pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing())
         await conn.execute(
             select(paper_accounts.c.account_id).where(paper_accounts.c.account_id == self.account_id).with_for_update()
         )
 
-    async def _blocked_margin(
-        self, conn: AsyncConnection, extra: tuple[Instrument, str, str, int] | None = None
+    async def _exposure(self, conn: AsyncConnection) -> dict[tuple[str, str, str], list[int]]:
+        """(exchange, symbol, product) -> [net filled, open buys, open sells], from the running totals."""
+        rows = await conn.execute(
+            select(
+                paper_exposure.c.exchange,
+                paper_exposure.c.tradingsymbol,
+                paper_exposure.c.product,
+                paper_exposure.c.net_quantity,
+                paper_exposure.c.open_buy,
+                paper_exposure.c.open_sell,
+            ).where(paper_exposure.c.account_id == self.account_id)
+        )
+        return {(r[0], r[1], r[2]): [int(r[3]), int(r[4]), int(r[5])] for r in rows}
+
+    def _blocked_margin(
+        self,
+        exposure: Mapping[tuple[str, str, str], list[int]],
+        extra: tuple[Instrument, str, str, int] | None = None,
     ) -> Decimal:
         """Margin blocked by open orders and positions, with an optional extra (new) order.
 
@@ -168,44 +208,53 @@ class PaperBroker:
         max(|net + open buys|, |net - open sells|), valued at the current price and multiplied by
         the product's margin rate. A closing order therefore needs no extra margin.
         """
-        exposure: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-        trades = await conn.execute(
-            select(
-                paper_trades.c.exchange,
-                paper_trades.c.tradingsymbol,
-                paper_trades.c.product,
-                func.sum(text("CASE WHEN transaction_type = 'BUY' THEN quantity ELSE -quantity END")).label("net"),
-            )
-            .where(paper_trades.c.account_id == self.account_id)
-            .group_by(paper_trades.c.exchange, paper_trades.c.tradingsymbol, paper_trades.c.product)
-        )
-        for row in trades.mappings():
-            exposure[(row["exchange"], row["tradingsymbol"], row["product"])][0] = int(row["net"])
-        open_rows = await conn.execute(
-            select(
-                paper_orders.c.exchange,
-                paper_orders.c.tradingsymbol,
-                paper_orders.c.product,
-                paper_orders.c.transaction_type,
-                (paper_orders.c.quantity - paper_orders.c.filled_quantity).label("pending"),
-            ).where(paper_orders.c.account_id == self.account_id, paper_orders.c.status.in_(OPEN_STATUSES))
-        )
-        for row in open_rows.mappings():
-            slot = exposure[(row["exchange"], row["tradingsymbol"], row["product"])]
-            slot[1 if row["transaction_type"] == "BUY" else 2] += int(row["pending"])
+        slots = {key: list(value) for key, value in exposure.items()}
         if extra is not None:
             new, product, side, qty = extra
-            exposure[(new.exchange, new.tradingsymbol, product)][1 if side == "BUY" else 2] += qty
+            slot = slots.setdefault((new.exchange, new.tradingsymbol, product), [0, 0, 0])
+            slot[1 if side == "BUY" else 2] += qty
         rates = self.settings.margin
         total = Decimal(0)
-        for (exchange, symbol, product), (net, buys, sells) in exposure.items():
+        for (exchange, symbol, product), (net, buys, sells) in slots.items():
             instrument = self.instruments.get(exchange, symbol)
             if instrument is None:
                 continue
             worst = max(abs(net + buys), abs(net - sells))
-            rate = Decimal(repr(getattr(rates, product, 1.0)))
-            total += worst * self.ltp(instrument) * rate
+            if worst:
+                rate = Decimal(repr(getattr(rates, product, 1.0)))
+                total += worst * self.ltp(instrument) * rate
         return total
+
+    async def _adjust_exposure(
+        self, conn: AsyncConnection, row: Mapping[Any, Any], *, open_delta: int = 0, filled: int = 0
+    ) -> None:
+        """Move `open_delta` on the order's side of the open book and add `filled` to the net position."""
+        if not open_delta and not filled:
+            return
+        buy = row["transaction_type"] == "BUY"
+        values = {
+            "net_quantity": filled if buy else -filled,
+            "open_buy": open_delta if buy else 0,
+            "open_sell": 0 if buy else open_delta,
+        }
+        stmt = pg_insert(paper_exposure).values(
+            account_id=row["account_id"],
+            exchange=row["exchange"],
+            tradingsymbol=row["tradingsymbol"],
+            product=row["product"],
+            **values,
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[
+                    paper_exposure.c.account_id,
+                    paper_exposure.c.exchange,
+                    paper_exposure.c.tradingsymbol,
+                    paper_exposure.c.product,
+                ],
+                set_={name: getattr(paper_exposure.c, name) + getattr(stmt.excluded, name) for name in values},
+            )
+        )
 
     async def _fill(self, conn: AsyncConnection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
@@ -256,8 +305,9 @@ class PaperBroker:
             await self._lock_account(conn)
             seq = (await conn.execute(text("SELECT nextval('paper_order_seq')"))).scalar_one()
             order_id = f"{datetime.now(IST):%y%m%d}{seq:09d}"
-            blocked = await self._blocked_margin(
-                conn, (instrument, params.product, params.transaction_type, params.quantity)
+            exposure = await self._exposure(conn)
+            blocked = self._blocked_margin(
+                exposure, (instrument, params.product, params.transaction_type, params.quantity)
             )
             funds = Decimal(repr(self.settings.funds))
             price = params.price or Decimal(0)
@@ -265,7 +315,7 @@ class PaperBroker:
             status_message = None
             fill_price: Decimal | None = None
             if blocked > funds:
-                already = await self._blocked_margin(conn)
+                already = self._blocked_margin(exposure)
                 status = "REJECTED"
                 status_message = (
                     f"Insufficient funds. Required margin is {blocked - already:.2f} "
@@ -308,6 +358,10 @@ class PaperBroker:
             row = (await conn.execute(paper_orders.insert().values(**values).returning(paper_orders))).mappings().one()
             if fill_price is not None:
                 await self._fill(conn, {**row, "filled_quantity": 0}, fill_price)
+                await self._adjust_exposure(conn, row, filled=params.quantity)
+            elif status in OPEN_STATUSES:
+                await self._adjust_exposure(conn, row, open_delta=params.quantity)
+        self._account_row_exists = True
         failpoint("paper.after_place_commit")
         self._maybe_lose_answer()
         return PlaceResult(order_id=order_id, order=row_to_order(row))
@@ -360,9 +414,15 @@ class PaperBroker:
                 "status": status,
                 "updated_at": now,
             }
+            old_pending = int(row["quantity"]) - int(row["filled_quantity"])
             if fill_price is not None:
                 await self._fill(conn, {**row, "quantity": quantity}, fill_price)
                 values.update(filled_quantity=quantity, average_price=fill_price, exchange_timestamp=now)
+                await self._adjust_exposure(
+                    conn, row, open_delta=-old_pending, filled=quantity - int(row["filled_quantity"])
+                )
+            else:
+                await self._adjust_exposure(conn, row, open_delta=quantity - int(row["quantity"]))
             new = (
                 (
                     await conn.execute(
@@ -384,6 +444,7 @@ class PaperBroker:
             row = await self._get_row(conn, order_id, lock=True)
             if row["status"] not in OPEN_STATUSES:
                 raise BrokerRejected(f"Order cannot be cancelled as it is {row['status']}.")
+            await self._adjust_exposure(conn, row, open_delta=-(int(row["quantity"]) - int(row["filled_quantity"])))
             new = (
                 (
                     await conn.execute(
@@ -528,16 +589,19 @@ class PaperBroker:
         SKIP LOCKED, so an order is never filled twice even if two matchers ever overlapped.
         """
         changed: list[BrokerOrder] = []
+        prices = {i.key: self.ltp(i) for i in self.instruments}
+        keys = list(prices)
         async with self.engine.begin() as conn:
             rows = (
                 (
                     await conn.execute(
-                        select(paper_orders)
-                        .where(
-                            paper_orders.c.account_id == self.account_id,
-                            paper_orders.c.status.in_(OPEN_STATUSES),
-                        )
-                        .with_for_update(skip_locked=True)
+                        _CROSSING,
+                        {
+                            "account_id": self.account_id,
+                            "exchanges": [k[0] for k in keys],
+                            "symbols": [k[1] for k in keys],
+                            "prices": [prices[k] for k in keys],
+                        },
                     )
                 )
                 .mappings()
@@ -545,8 +609,8 @@ class PaperBroker:
             )
             now = utcnow()
             for row in rows:
-                instrument = self.instruments.get(row["exchange"], row["tradingsymbol"])
-                if instrument is None:
+                ltp = prices.get((row["exchange"], row["tradingsymbol"]))
+                if ltp is None:
                     continue
                 status, fill_price = fill_decision(
                     transaction_type=row["transaction_type"],
@@ -554,7 +618,7 @@ class PaperBroker:
                     status=row["status"],
                     price=Decimal(row["price"]),
                     trigger=Decimal(row["trigger_price"]),
-                    ltp=self.ltp(instrument),
+                    ltp=ltp,
                 )
                 if status == row["status"]:
                     continue
@@ -562,6 +626,8 @@ class PaperBroker:
                 if fill_price is not None:
                     await self._fill(conn, row, fill_price)
                     values.update(filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now)
+                    pending = int(row["quantity"]) - int(row["filled_quantity"])
+                    await self._adjust_exposure(conn, row, open_delta=-pending, filled=pending)
                 new = (
                     (
                         await conn.execute(
