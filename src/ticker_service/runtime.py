@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticker_service.brokers.base import Broker
 from ticker_service.brokers.paper.broker import PaperBroker
@@ -29,17 +29,21 @@ from ticker_service.settings import Settings, SettingsError
 log = structlog.get_logger("ticker.runtime")
 
 
-def build_brokers(settings: Settings, engine: AsyncEngine, instruments: InstrumentBook) -> dict[str, Broker]:
-    brokers: dict[str, Broker] = {}
+def check_brokers(settings: Settings) -> None:
     for account_id, account in settings.accounts.items():
-        if account.broker == "paper":
-            brokers[account_id] = PaperBroker(account_id, account, engine, instruments)
-        else:
+        if account.broker != "paper":
             raise SettingsError(
                 f"TICKER_ACCOUNTS: account {account_id!r} uses broker 'kite', which this release does not "
                 "drive yet; use 'paper'"
             )
-    return brokers
+
+
+def build_brokers(settings: Settings, pool: asyncpg.Pool, instruments: InstrumentBook) -> dict[str, Broker]:
+    check_brokers(settings)
+    return {
+        account_id: PaperBroker(account_id, account, pool, instruments)
+        for account_id, account in settings.accounts.items()
+    }
 
 
 class Runtime:
@@ -47,21 +51,28 @@ class Runtime:
         self.settings = settings
         self.database_url = database_url
         self.dsn = asyncpg_dsn(database_url)
-        self.engine = create_engine(database_url, pool_size=max(10, settings.relay_workers + 4))
+        # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
+        # relay, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
+        self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
         self.instruments = load_instruments()
-        self.brokers = build_brokers(settings, self.engine, self.instruments)
         self.waiters = TaskWaiters()
-        self.relay = Relay(self.engine, self.brokers.__getitem__, settings, on_task_resolved=self.waiters.resolve)
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
-        self.orders: OrderService  # made by start(), with the request path's pool
+        # made by start(), once the pool exists
+        self.pool: asyncpg.Pool
+        self.brokers: dict[str, Broker]
+        self.relay: Relay
+        self.orders: OrderService
+        check_brokers(settings)  # refuse unsupported brokers before anything starts
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
         self._stop.clear()
-        self.pool = await create_pool(self.dsn, self.settings.db_pool_size)
+        self.pool = await create_pool(self.dsn, self.settings.db_pool_size + self.settings.relay_workers)
+        self.brokers = build_brokers(self.settings, self.pool, self.instruments)
+        self.relay = Relay(self.pool, self.brokers.__getitem__, self.settings, on_task_resolved=self.waiters.resolve)
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
         await self.listener.start()
         await self.relay.start()
@@ -75,7 +86,7 @@ class Runtime:
 
         self._background = [
             asyncio.create_task(
-                self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.engine, grace)),
+                self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.pool, grace)),
                 name="lease-sweeper",
             ),
             asyncio.create_task(
@@ -83,7 +94,7 @@ class Runtime:
                     "reconcile",
                     self.dsn,
                     RECONCILE_LOCK,
-                    lambda: maintenance.reconcile_orders(self.engine, self.brokers),
+                    lambda: maintenance.reconcile_orders(self.pool, self.brokers),
                     lambda: s.reconcile_interval,
                     self._stop,
                 ),
@@ -94,7 +105,7 @@ class Runtime:
                     "paper-matcher",
                     self.dsn,
                     MATCHER_LOCK,
-                    lambda: maintenance.match_paper_orders(self.engine, self.brokers),
+                    lambda: maintenance.match_paper_orders(self.pool, self.brokers),
                     lambda: s.matcher_interval,
                     self._stop,
                 ),

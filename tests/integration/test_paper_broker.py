@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticker_service.brokers.base import BrokerRejected, ModifyOrderParams, PlaceOrderParams
 from ticker_service.brokers.paper.broker import PaperBroker
 from ticker_service.brokers.paper.prices import RESOLUTION, price_at
-from ticker_service.db.engine import create_engine
+from ticker_service.db.engine import asyncpg_dsn
+from ticker_service.db.pool import create_pool
 from ticker_service.instruments import load_instruments
 from ticker_service.settings import AccountSettings
 
@@ -41,10 +41,10 @@ class Clock:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(asyncpg_dsn(database_url), 4)
+    yield pool
+    await pool.close()
 
 
 def extremes(token_symbol: str, start: float) -> tuple[float, Decimal, float, Decimal]:
@@ -93,12 +93,12 @@ def order(
 
 
 async def test_exposure_follows_every_change_and_the_matcher_fills_what_the_price_crosses(
-    engine: AsyncEngine, db: asyncpg.Connection
+    pool: asyncpg.Pool, db: asyncpg.Connection
 ) -> None:
     t_low, low, t_high, high = extremes("INFY", 1_800_000_000.0)
     assert low < high
     clock = Clock(t_high)
-    broker = PaperBroker("acct", AccountSettings(funds=1e9), engine, load_instruments(), clock=clock)
+    broker = PaperBroker("acct", AccountSettings(funds=1e9), pool, load_instruments(), clock=clock)
 
     await broker.place_order(order("BUY", 10, "MARKET", "T1"))  # fills at once
     resting = (await broker.place_order(order("BUY", 7, "LIMIT", "T2", price=low))).order  # rests at the high
@@ -130,13 +130,13 @@ async def test_exposure_follows_every_change_and_the_matcher_fills_what_the_pric
     await assert_exposure_matches_book(db, "acct")
 
 
-async def test_funds_check_reads_the_running_totals(engine: AsyncEngine, db: asyncpg.Connection) -> None:
+async def test_funds_check_reads_the_running_totals(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
     """CNC needs the whole value: with funds for 10 INFY, the 11th is refused; selling frees nothing
     extra (a closing order needs no margin), and a cancelled order gives its margin back."""
     _, low, t_high, high = extremes("INFY", 1_800_000_100.0)
     clock = Clock(t_high)
     funds = float(high * 10 + high / 2)  # room for ten shares at the high, not eleven
-    broker = PaperBroker("small", AccountSettings(funds=funds), engine, load_instruments(), clock=clock)
+    broker = PaperBroker("small", AccountSettings(funds=funds), pool, load_instruments(), clock=clock)
     await broker.place_order(order("BUY", 4, "MARKET", "F1"))
     limit = (await broker.place_order(order("BUY", 6, "LIMIT", "F2", price=low - 20))).order
     assert limit is not None and limit.status == "OPEN"

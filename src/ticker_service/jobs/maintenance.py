@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 import structlog
 from croniter import croniter
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticker_service.brokers.base import Broker, BrokerOrder
@@ -25,7 +26,7 @@ from ticker_service.brokers.paper.broker import PaperBroker
 from ticker_service.db.tables import order_tasks, orders, outbox_events
 from ticker_service.failpoints import failpoint
 from ticker_service.orders.mirror import apply_snapshot
-from ticker_service.orders.tasks import COMPLETED, FAILED, REJECTED, RUNNING, UNKNOWN
+from ticker_service.orders.tasks import COMPLETED, FAILED, REJECTED, UNKNOWN
 from ticker_service.outbox.events import task_status_event
 from ticker_service.outbox.writer import append_events
 from ticker_service.system import metrics
@@ -34,40 +35,27 @@ from ticker_service.timeutil import IST
 log = structlog.get_logger("ticker.jobs")
 
 
-async def sweep_expired_leases(engine: AsyncEngine, grace_seconds: float, limit: int = 100) -> int:
+_EXPIRED_LEASE = """
+SELECT * FROM order_tasks WHERE status = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED
+"""
+_TO_UNKNOWN = """
+UPDATE order_tasks SET status = 'unknown', lease_owner = NULL, lease_expires_at = NULL, unknown_since = now(),
+    next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now()
+WHERE task_id = $1
+"""
+
+
+async def sweep_expired_leases(pool: asyncpg.Pool, grace_seconds: float, limit: int = 100) -> int:
     """Move `running` tasks with an expired lease to `unknown`, one transaction per task."""
     moved = 0
+    message = "lease expired during the broker call (worker died or stalled); outcome unknown"
     for _ in range(limit):
-        async with engine.begin() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(order_tasks)
-                        .where(order_tasks.c.status == RUNNING, order_tasks.c.lease_expires_at < func.now())
-                        .order_by(order_tasks.c.lease_expires_at)
-                        .limit(1)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_EXPIRED_LEASE)
             if row is None:
                 return moved
-            message = "lease expired during the broker call (worker died or stalled); outcome unknown"
-            await conn.execute(
-                update(order_tasks)
-                .where(order_tasks.c.task_id == row["task_id"])
-                .values(
-                    status=UNKNOWN,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    unknown_since=func.now(),
-                    next_attempt_at=func.now() + timedelta(seconds=grace_seconds),
-                    last_error=message,
-                    updated_at=func.now(),
-                )
-            )
+            await conn.execute(_TO_UNKNOWN, row["task_id"], float(grace_seconds), message)
             await append_events(conn, row["account_id"], [task_status_event(row, UNKNOWN, error=message)])
         metrics.LEASES_EXPIRED.inc()
         log.warning("lease expired; task moved to unknown", task_id=row["task_id"])
@@ -84,18 +72,18 @@ def _differs(mirror: tuple[str, int, Decimal, int, Decimal] | None, order: Broke
     )
 
 
-async def record_orders(engine: AsyncEngine, account_id: str, changed: Iterable[BrokerOrder]) -> int:
+async def record_orders(pool: asyncpg.Pool, account_id: str, changed: Iterable[BrokerOrder]) -> int:
     """Apply broker snapshots to the mirror, one transaction (and its events) per order."""
     events_written = 0
     for order in changed:
-        async with engine.begin() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             events = await apply_snapshot(conn, account_id, order)
             await append_events(conn, account_id, events)
             events_written += len(events)
     return events_written
 
 
-async def reconcile_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> int:
+async def reconcile_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> int:
     """Record every order whose broker state differs from the mirror; returns events written."""
     total = 0
     for account_id, broker in brokers.items():
@@ -104,21 +92,15 @@ async def reconcile_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> i
         except Exception as exc:
             log.warning("reconciliation could not read the order book", account_id=account_id, error=str(exc))
             continue
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    orders.c.order_id,
-                    orders.c.status,
-                    orders.c.filled_quantity,
-                    orders.c.price,
-                    orders.c.quantity,
-                    orders.c.trigger_price,
-                ).where(orders.c.account_id == account_id)
-            )
-            mirror = {r.order_id: (r.status, r.filled_quantity, r.price, r.quantity, r.trigger_price) for r in rows}
+        rows = await pool.fetch(
+            "SELECT order_id, status, filled_quantity, price, quantity, trigger_price FROM orders "
+            "WHERE account_id = $1",
+            account_id,
+        )
+        mirror = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
         changed = [o for o in book if _differs(mirror.get(o.order_id), o)]
         if changed:
-            written = await record_orders(engine, account_id, changed)
+            written = await record_orders(pool, account_id, changed)
             if written:
                 metrics.RECONCILED_ORDERS.inc(written)
                 log.info("reconciliation recorded order changes", account_id=account_id, events=written)
@@ -126,14 +108,14 @@ async def reconcile_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> i
     return total
 
 
-async def match_paper_orders(engine: AsyncEngine, brokers: dict[str, Broker]) -> int:
+async def match_paper_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> int:
     filled = 0
     for account_id, broker in brokers.items():
         if isinstance(broker, PaperBroker):
             changed = await broker.match_open_orders()
             if changed:
                 failpoint("paper.after_match_commit")
-                await record_orders(engine, account_id, changed)
+                await record_orders(pool, account_id, changed)
                 filled += len(changed)
     return filled
 

@@ -164,7 +164,7 @@ class TasksController(Controller):
             raise ApiError(404, f"task_id: no task {task_id!r}")
         caller.require(task["account_id"])
         try:
-            requeued = await retry_dead_letter(order_service.engine, task_id)
+            requeued = await retry_dead_letter(order_service.pool, task_id)
         except NotRetryable:
             raise
         if requeued is None:

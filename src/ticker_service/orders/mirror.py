@@ -13,20 +13,35 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from ticker_service.brokers.base import TERMINAL_ORDER_STATUSES, BrokerOrder
-from ticker_service.db.tables import order_tasks, orders
 from ticker_service.outbox.events import STATUS_EVENTS, NewEvent, order_event
-from ticker_service.timeutil import utcnow
 
 _COMPARED = ("status", "filled_quantity", "quantity", "price", "trigger_price", "order_type", "validity")
 
 
 def _state(values: Mapping[Any, Any]) -> tuple[Any, ...]:
     return tuple(Decimal(str(values[k])) if k in ("price", "trigger_price") else values[k] for k in _COMPARED)
+
+
+_VALUE_COLUMNS = (
+    "exchange",
+    "tradingsymbol",
+    "transaction_type",
+    "product",
+    "order_type",
+    "variety",
+    "validity",
+    "quantity",
+    "price",
+    "trigger_price",
+    "status",
+    "status_message",
+    "filled_quantity",
+    "average_price",
+    "snapshot",
+)
 
 
 def _row_values(order: BrokerOrder) -> dict[str, Any]:
@@ -75,19 +90,36 @@ def is_regression(old: Mapping[Any, Any], order: BrokerOrder) -> bool:
     return order.filled_quantity < int(old["filled_quantity"])
 
 
-async def _task_for_tag(conn: AsyncConnection, tag: str | None) -> tuple[str | None, str | None]:
+async def _task_for_tag(conn: asyncpg.Connection, tag: str | None) -> tuple[str | None, str | None]:
     if not tag:
         return None, None
-    row = (
-        await conn.execute(
-            select(order_tasks.c.task_id, order_tasks.c.params["tag"].astext).where(order_tasks.c.broker_tag == tag)
-        )
-    ).first()
+    row = await conn.fetchrow("SELECT task_id, params->>'tag' FROM order_tasks WHERE broker_tag = $1", tag)
     return (row[0], row[1]) if row else (None, None)
 
 
+_INSERT = """
+INSERT INTO orders (account_id, order_id, task_id, broker_tag, client_tag, exchange, tradingsymbol,
+                    transaction_type, product, order_type, variety, validity, quantity, price, trigger_price,
+                    status, status_message, filled_quantity, average_price, snapshot, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, now(), now())
+ON CONFLICT DO NOTHING
+RETURNING order_id
+"""
+_OLD = "SELECT * FROM orders WHERE account_id = $1 AND order_id = $2 FOR UPDATE"
+_UPDATE = """
+UPDATE orders SET task_id = $3, client_tag = $4, exchange = $5, tradingsymbol = $6, transaction_type = $7,
+    product = $8, order_type = $9, variety = $10, validity = $11, quantity = $12, price = $13, trigger_price = $14,
+    status = $15, status_message = $16, filled_quantity = $17, average_price = $18, snapshot = $19, updated_at = now()
+WHERE account_id = $1 AND order_id = $2
+"""
+
+
+def _columns(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(values[k] for k in _VALUE_COLUMNS)
+
+
 async def apply_snapshot(
-    conn: AsyncConnection,
+    conn: asyncpg.Connection,
     account_id: str,
     order: BrokerOrder,
     *,
@@ -98,50 +130,23 @@ async def apply_snapshot(
     if task_id is None:
         task_id, client_tag = await _task_for_tag(conn, order.tag)
     values = _row_values(order)
-    now = utcnow()
-    inserted = (
-        await conn.execute(
-            pg_insert(orders)
-            .values(
-                account_id=account_id,
-                order_id=order.order_id,
-                task_id=task_id,
-                broker_tag=order.tag,
-                client_tag=client_tag,
-                created_at=now,
-                updated_at=now,
-                **values,
-            )
-            .on_conflict_do_nothing()
-            .returning(orders.c.order_id)
-        )
-    ).first()
+    inserted = await conn.fetchval(
+        _INSERT, account_id, order.order_id, task_id, order.tag, client_tag, *_columns(values)
+    )
     if inserted is not None:
         return events_for_change(None, order, task_id=task_id, client_tag=client_tag)
-    old = (
-        (
-            await conn.execute(
-                select(orders)
-                .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
-                .with_for_update()
-            )
-        )
-        .mappings()
-        .one()
-    )
+    old = await conn.fetchrow(_OLD, account_id, order.order_id)
     task_id = task_id or old["task_id"]
     client_tag = client_tag or old["client_tag"]
     if is_regression(old, order) or _state(old) == _state(values):
         return []
     await conn.execute(
-        update(orders)
-        .where(orders.c.account_id == account_id, orders.c.order_id == order.order_id)
-        .values(
-            updated_at=now,
-            task_id=old["task_id"] or task_id,
-            client_tag=old["client_tag"] or client_tag,
-            **values,
-        )
+        _UPDATE,
+        account_id,
+        order.order_id,
+        old["task_id"] or task_id,
+        old["client_tag"] or client_tag,
+        *_columns(values),
     )
     return events_for_change(old, order, task_id=task_id, client_tag=client_tag)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticker_service.db.tables import order_tasks
@@ -155,37 +155,23 @@ class NotRetryable(Exception):
     """Only dead letters can be requeued by an operator."""
 
 
-async def retry_dead_letter(engine: AsyncEngine, task_id: str) -> dict[str, Any] | None:
+_REQUEUE = """
+UPDATE order_tasks SET status = 'pending', attempts = 0, next_attempt_at = now(),
+    deadline_at = now() + make_interval(secs => expires_in::float8), updated_at = now(), last_error = NULL
+WHERE task_id = $1
+RETURNING *
+"""
+
+
+async def retry_dead_letter(pool: asyncpg.Pool, task_id: str) -> dict[str, Any] | None:
     """Requeue a dead letter: attempts from zero and a new deadline of its original length."""
-    async with engine.begin() as conn:
-        row = (
-            (await conn.execute(select(order_tasks).where(order_tasks.c.task_id == task_id).with_for_update()))
-            .mappings()
-            .first()
-        )
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT status FROM order_tasks WHERE task_id = $1 FOR UPDATE", task_id)
         if row is None:
             return None
         if row["status"] != DEAD_LETTER:
             raise NotRetryable(f"task {task_id} is {row['status']}; only dead_letter tasks can be retried")
-        new = (
-            (
-                await conn.execute(
-                    update(order_tasks)
-                    .where(order_tasks.c.task_id == task_id)
-                    .values(
-                        status=PENDING,
-                        attempts=0,
-                        next_attempt_at=func.now(),
-                        deadline_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, row["expires_in"]),
-                        updated_at=func.now(),
-                        last_error=None,
-                    )
-                    .returning(order_tasks)
-                )
-            )
-            .mappings()
-            .one()
-        )
-        await conn.execute(text("SELECT pg_notify('ticker_tasks', '')"))
+        new = dict(await conn.fetchrow(_REQUEUE, task_id))
+        await conn.execute("SELECT pg_notify('ticker_tasks', '')")
         await append_events(conn, new["account_id"], [task_status_event(new, PENDING, requeued=True)])
-    return dict(new)
+    return new

@@ -24,16 +24,15 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticker_service.brokers.base import (
     TERMINAL_ORDER_STATUSES,
@@ -47,13 +46,11 @@ from ticker_service.brokers.base import (
     OrderNotFound,
     PlaceOrderParams,
 )
-from ticker_service.db.tables import order_tasks
 from ticker_service.orders.mirror import apply_snapshot
 from ticker_service.orders.tasks import (
     COMPLETED,
     DEAD_LETTER,
     FAILED,
-    PENDING,
     REJECTED,
     RESOLVED,
     RETRYING,
@@ -61,11 +58,76 @@ from ticker_service.orders.tasks import (
     UNKNOWN,
 )
 from ticker_service.outbox.events import NewEvent, task_failure_event, task_status_event
-from ticker_service.outbox.writer import append_events, notify_task_done
+from ticker_service.outbox.writer import append_events
 from ticker_service.settings import Settings
 from ticker_service.system import metrics
 
 log = structlog.get_logger("ticker.relay")
+
+# The relay's statements, on the raw asyncpg pool: each is prepared once per connection, and the
+# claim is a single statement (its own transaction), so a task costs few round trips.
+_NEXT_DUE = (
+    "SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) FROM order_tasks "
+    "WHERE status IN ('pending', 'retrying', 'unknown')"
+)
+_CLAIM = """
+WITH c AS (
+    SELECT task_id FROM order_tasks
+    WHERE status IN ('pending', 'retrying', 'unknown') AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), u AS (
+    UPDATE order_tasks AS t SET
+        status = CASE WHEN t.status <> 'unknown' AND t.deadline_at > now() THEN 'running' ELSE t.status END,
+        attempts = CASE WHEN t.status <> 'unknown' AND t.deadline_at > now() THEN t.attempts + 1 ELSE t.attempts END,
+        updated_at = CASE WHEN t.status <> 'unknown' AND t.deadline_at > now() THEN now() ELSE t.updated_at END,
+        lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $2)
+    FROM c WHERE t.task_id = c.task_id
+    RETURNING t.*
+), s AS (
+    INSERT INTO account_seq AS a (account_id, last_seq)
+    SELECT u.account_id, 1 FROM u WHERE u.status = 'running'
+    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + 1
+    RETURNING last_seq
+), e AS (
+    INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
+    SELECT $3, u.account_id, s.last_seq, 'task_status', u.task_id, u.order_id,
+           jsonb_build_object('event', 'task_status', 'task_id', u.task_id, 'status', 'running',
+                              'operation', u.operation, 'attempts', u.attempts, 'order_id', u.order_id,
+                              'result', NULL, 'error', NULL, 'worker', $1::text)
+    FROM u CROSS JOIN s
+    RETURNING account_id, seq
+)
+SELECT u.*, (SELECT seq FROM e) AS seq,
+       (SELECT pg_notify('ticker_events', e.account_id || ':' || e.seq) FROM e) AS notified
+FROM u
+"""
+_RENEW = """
+UPDATE order_tasks SET lease_expires_at = now() + make_interval(secs => $4)
+WHERE task_id = $1 AND lease_owner = $2 AND attempts = $3
+RETURNING task_id
+"""
+_SET_STATE = """
+UPDATE order_tasks SET status = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    unknown_since = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE unknown_since END
+WHERE task_id = $1
+"""
+_SET_FINAL = """
+UPDATE order_tasks SET status = $2, last_error = $3, order_id = COALESCE($4, order_id),
+    result = COALESCE($5::jsonb, result), lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    unknown_since = NULL
+WHERE task_id = $1
+RETURNING CASE WHEN $6 THEN pg_notify('ticker_task_done', task_id) END
+"""
+_STILL_UNKNOWN = """
+UPDATE order_tasks SET lease_owner = NULL, lease_expires_at = NULL, last_error = $2,
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE task_id = $1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +143,13 @@ class Outcome:
 class Relay:
     def __init__(
         self,
-        engine: AsyncEngine,
+        pool: asyncpg.Pool,
         brokers: Callable[[str], Broker],
         settings: Settings,
         *,
         on_task_resolved: Callable[[str], None] | None = None,
     ) -> None:
-        self.engine = engine
+        self.pool = pool
         self.brokers = brokers
         self.settings = settings
         self.on_task_resolved = on_task_resolved
@@ -173,15 +235,7 @@ class Relay:
                 self._idle.remove(event)
 
     async def _seconds_until_next_due(self) -> float | None:
-        async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    text(
-                        "SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) FROM order_tasks "
-                        "WHERE status IN ('pending', 'retrying', 'unknown')"
-                    )
-                )
-            ).scalar()
+        value = await self.pool.fetchval(_NEXT_DUE)
         return None if value is None else float(value)
 
     async def run_once(self, owner: str) -> bool:
@@ -190,8 +244,10 @@ class Relay:
         if claimed is None:
             return False
         kind, task = claimed
-        if kind == "handled":
-            self._resolved(task["task_id"])
+        if kind == "expired":
+            await self._finish(
+                task, owner, Outcome("expired", "deadline passed before the request could be sent; not placed")
+            )
         elif kind == "execute":
             await self._execute(task, owner)
         elif kind == "reconcile":
@@ -201,55 +257,19 @@ class Relay:
     # ---- claim ---------------------------------------------------------------------------------
 
     async def _claim(self, owner: str) -> tuple[str, dict[str, Any]] | None:
-        async with self.engine.begin() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(order_tasks)
-                        .where(
-                            order_tasks.c.status.in_((PENDING, RETRYING, UNKNOWN)),
-                            order_tasks.c.next_attempt_at <= func.now(),
-                            (order_tasks.c.lease_expires_at.is_(None)) | (order_tasks.c.lease_expires_at < func.now()),
-                        )
-                        .order_by(order_tasks.c.next_attempt_at)
-                        .limit(1)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None
-            task = dict(row)
-            now = (await conn.execute(select(func.now()))).scalar_one()
-            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-            if task["status"] == UNKNOWN:
-                await conn.execute(
-                    update(order_tasks)
-                    .where(order_tasks.c.task_id == task["task_id"])
-                    .values(lease_owner=owner, lease_expires_at=lease_until)
-                )
-                task.update(lease_owner=owner, lease_expires_at=lease_until)
-                return "reconcile", task
-            if task["deadline_at"] <= now:
-                await self._give_up(conn, task, FAILED, "deadline passed before the request could be sent; not placed")
-                return "handled", task
-            attempt = task["attempts"] + 1
-            await conn.execute(
-                update(order_tasks)
-                .where(order_tasks.c.task_id == task["task_id"])
-                .values(
-                    status=RUNNING,
-                    attempts=attempt,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
-                    updated_at=now,
-                )
-            )
-            task.update(status=RUNNING, attempts=attempt, lease_owner=owner, lease_expires_at=lease_until)
-            await append_events(conn, task["account_id"], [task_status_event(task, RUNNING, worker=owner)])
-        return "execute", task
+        """One statement: lock the next due task, take its lease and, unless it is `unknown` or past
+        its deadline, mark it `running` (next attempt) with its `task_status` event."""
+        row = await self.pool.fetchrow(_CLAIM, owner, float(self.settings.lease_seconds), str(uuid.uuid4()))
+        if row is None:
+            return None
+        task = dict(row)
+        task.pop("seq", None)
+        task.pop("notified", None)
+        if task["status"] == UNKNOWN:
+            return "reconcile", task
+        if task["status"] == RUNNING:
+            return "execute", task
+        return "expired", task  # pending or retrying, past its deadline: never sent, never will be
 
     # ---- execute -------------------------------------------------------------------------------
 
@@ -258,19 +278,9 @@ class Relay:
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.engine.begin() as conn:
-                    renewed = (
-                        await conn.execute(
-                            update(order_tasks)
-                            .where(
-                                order_tasks.c.task_id == task["task_id"],
-                                order_tasks.c.lease_owner == owner,
-                                order_tasks.c.attempts == task["attempts"],
-                            )
-                            .values(lease_expires_at=func.now() + timedelta(seconds=self.settings.lease_seconds))
-                            .returning(order_tasks.c.task_id)
-                        )
-                    ).first()
+                renewed = await self.pool.fetchval(
+                    _RENEW, task["task_id"], owner, task["attempts"], float(self.settings.lease_seconds)
+                )
                 if renewed is None:
                     log.warning("lease lost during broker call", task_id=task["task_id"])
                     return
@@ -363,17 +373,12 @@ class Relay:
         return base * (0.5 + self._rng.random())  # jitter: 50 %..150 %
 
     async def _finish(self, task: dict[str, Any], owner: str, outcome: Outcome) -> None:
-        async with self.engine.begin() as conn:
-            current = (
-                await conn.execute(
-                    select(order_tasks.c.status, order_tasks.c.lease_owner, order_tasks.c.attempts)
-                    .where(order_tasks.c.task_id == task["task_id"])
-                    .with_for_update()
-                )
-            ).first()
-            expected = UNKNOWN if task["status"] == UNKNOWN else RUNNING
-            if current is None or (current.status, current.lease_owner, current.attempts) != (
-                expected,
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                "SELECT status, lease_owner, attempts FROM order_tasks WHERE task_id = $1 FOR UPDATE", task["task_id"]
+            )
+            if current is None or (current["status"], current["lease_owner"], current["attempts"]) != (
+                task["status"],
                 owner,
                 task["attempts"],
             ):
@@ -392,7 +397,7 @@ class Relay:
         if self.on_task_resolved is not None:
             self.on_task_resolved(task_id)
 
-    async def _apply_outcome(self, conn: AsyncConnection, task: dict[str, Any], outcome: Outcome) -> str | None:
+    async def _apply_outcome(self, conn: asyncpg.Connection, task: dict[str, Any], outcome: Outcome) -> str | None:
         """Record `outcome` in the caller's transaction; returns the task's new status."""
         operation = task["operation"]
         kind = outcome.kind
@@ -418,6 +423,8 @@ class Relay:
             return await self._set_final(
                 conn, task, REJECTED, outcome.message, rejected if operation == "place_order" else []
             )
+        if kind == "expired":
+            return await self._give_up(conn, task, FAILED, outcome.message or "deadline passed; not placed")
         if kind == "auth":
             metrics.BROKER_AUTH_FAILURES.labels(account=task["account_id"]).inc()
             log.error(
@@ -435,27 +442,15 @@ class Relay:
                     f"gave up after {task['attempts']} attempts; never sent: {outcome.message}",
                 )
             delay = self._backoff(task["attempts"])
-            return await self._set_state(
-                conn,
-                task,
-                RETRYING,
-                last_error=outcome.message,
-                next_attempt_at=func.now() + timedelta(seconds=delay),
-                retry_in=round(delay, 3),
-            )
+            return await self._set_state(conn, task, RETRYING, outcome.message, delay, retry_in=round(delay, 3))
         if kind == "ambiguous":
             metrics.UNKNOWN_OUTCOMES.labels(account=task["account_id"]).inc()
             return await self._set_state(
-                conn,
-                task,
-                UNKNOWN,
-                last_error=f"outcome unknown: {outcome.message}",
-                unknown_since=func.now(),
-                next_attempt_at=func.now() + timedelta(seconds=self._reconcile_grace()),
+                conn, task, UNKNOWN, f"outcome unknown: {outcome.message}", self._reconcile_grace(), unknown="set"
             )
         if kind == "not_found":
             # reconciliation proved the request never took effect: it is now safe to send again
-            now = (await conn.execute(select(func.now()))).scalar_one()
+            now = await conn.fetchval("SELECT now()")
             if task["deadline_at"] <= now:
                 return await self._give_up(
                     conn, task, FAILED, "not placed (confirmed by reconciliation) and its deadline has passed"
@@ -467,27 +462,15 @@ class Relay:
                     DEAD_LETTER,
                     f"not placed after {task['attempts']} attempts (confirmed by reconciliation)",
                 )
-            await conn.execute(text("SELECT pg_notify('ticker_tasks', '')"))
-            return await self._set_state(
-                conn, task, RETRYING, last_error=outcome.message, next_attempt_at=func.now(), unknown_since=None
-            )
+            await conn.execute("SELECT pg_notify('ticker_tasks', '')")
+            return await self._set_state(conn, task, RETRYING, outcome.message, 0.0, unknown="clear")
         if kind == "still_unknown":
             metrics.RECONCILE_FAILURES.labels(account=task["account_id"]).inc()
-            await conn.execute(
-                update(order_tasks)
-                .where(order_tasks.c.task_id == task["task_id"])
-                .values(
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_error=outcome.message,
-                    next_attempt_at=func.now() + timedelta(seconds=self._reconcile_retry_delay()),
-                    updated_at=func.now(),
-                )
-            )
+            await conn.execute(_STILL_UNKNOWN, task["task_id"], outcome.message, self._reconcile_retry_delay())
             return UNKNOWN
         raise ValueError(f"unknown outcome {kind}")
 
-    async def _give_up(self, conn: AsyncConnection, task: dict[str, Any], status: str, message: str) -> str:
+    async def _give_up(self, conn: asyncpg.Connection, task: dict[str, Any], status: str, message: str) -> str:
         return await self._set_final(conn, task, status, message, [task_failure_event("order_failed", task, message)])
 
     def _reconcile_grace(self) -> float:
@@ -497,21 +480,26 @@ class Relay:
     def _reconcile_retry_delay(self) -> float:
         return min(self.settings.poll_interval * 2, 5.0) * (0.5 + self._rng.random())
 
-    async def _set_state(self, conn: AsyncConnection, task: dict[str, Any], status: str, **values: Any) -> str:
-        extra = {"retry_in": values.pop("retry_in")} if "retry_in" in values else {}
-        await conn.execute(
-            update(order_tasks)
-            .where(order_tasks.c.task_id == task["task_id"])
-            .values(status=status, lease_owner=None, lease_expires_at=None, updated_at=func.now(), **values)
-        )
+    async def _set_state(
+        self,
+        conn: asyncpg.Connection,
+        task: dict[str, Any],
+        status: str,
+        error: str | None,
+        delay: float,
+        *,
+        unknown: str = "keep",
+        **extra: Any,
+    ) -> str:
+        """A non-final state: the lease is released and the task is due again after `delay` seconds."""
+        await conn.execute(_SET_STATE, task["task_id"], status, error, float(delay), unknown)
         metrics.TASK_OUTCOMES.labels(operation=task["operation"], status=status).inc()
-        event = task_status_event(task, status, error=values.get("last_error"), **extra)
-        await append_events(conn, task["account_id"], [event])
+        await append_events(conn, task["account_id"], [task_status_event(task, status, error=error, **extra)])
         return status
 
     async def _set_final(
         self,
-        conn: AsyncConnection,
+        conn: asyncpg.Connection,
         task: dict[str, Any],
         status: str,
         error: str | None,
@@ -521,26 +509,12 @@ class Relay:
         result: dict[str, Any] | None = None,
         status_first: bool = False,
     ) -> str:
-        values: dict[str, Any] = {
-            "status": status,
-            "last_error": error,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "updated_at": func.now(),
-            "unknown_since": None,
-        }
-        if order_id is not None:
-            values["order_id"] = order_id
-        if result is not None:
-            values["result"] = result
-        await conn.execute(update(order_tasks).where(order_tasks.c.task_id == task["task_id"]).values(**values))
+        await conn.execute(_SET_FINAL, task["task_id"], status, error, order_id, result, status in RESOLVED)
         metrics.TASK_OUTCOMES.labels(operation=task["operation"], status=status).inc()
         status_event = task_status_event(
             task, status, order_id=order_id or task.get("order_id"), result=result, error=error
         )
         ordered = [status_event, *events] if status_first else [*events, status_event]
-        if status in RESOLVED:
-            await notify_task_done(conn, task["task_id"])
         await append_events(conn, task["account_id"], ordered)
         return status
 
@@ -574,14 +548,9 @@ class Relay:
         await self._finish(task, owner, outcome)
 
     async def _not_found_or_wait(self, task: Mapping[str, Any], message: str) -> Outcome:
-        async with self.engine.connect() as conn:
-            waited = (
-                await conn.execute(
-                    select(func.extract("epoch", func.now() - order_tasks.c.unknown_since)).where(
-                        order_tasks.c.task_id == task["task_id"]
-                    )
-                )
-            ).scalar()
+        waited = await self.pool.fetchval(
+            "SELECT EXTRACT(EPOCH FROM now() - unknown_since) FROM order_tasks WHERE task_id = $1", task["task_id"]
+        )
         if waited is not None and float(waited) >= self._reconcile_grace():
             return Outcome("not_found", f"{message}; confirmed not placed")
         return Outcome("still_unknown", f"{message} yet; waiting out the grace period")

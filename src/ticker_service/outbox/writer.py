@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import asyncpg
 import msgspec
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticker_service.outbox.events import NewEvent
 
@@ -20,22 +19,20 @@ EVENTS_CHANNEL = "ticker_events"
 TASKS_CHANNEL = "ticker_tasks"
 TASK_DONE_CHANNEL = "ticker_task_done"
 
-_APPEND = text(
-    """
-    WITH s AS (
-        INSERT INTO account_seq AS a (account_id, last_seq) VALUES (:account_id, :n)
-        ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + :n
-        RETURNING last_seq
-    ), ins AS (
-        INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
-        SELECT e.event_id, :account_id, s.last_seq - :n + e.i, e.event, e.task_id, e.order_id, e.data
-        FROM s CROSS JOIN jsonb_to_recordset(CAST(:events AS jsonb))
-            AS e(i int, event_id text, event text, task_id text, order_id text, data jsonb)
-        RETURNING seq
-    )
-    SELECT max(seq) AS last, pg_notify('ticker_events', :account_id || ':' || max(seq)) FROM ins
-    """
+_APPEND = """
+WITH s AS (
+    INSERT INTO account_seq AS a (account_id, last_seq) VALUES ($1, $2)
+    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + $2
+    RETURNING last_seq
+), ins AS (
+    INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
+    SELECT e.event_id, $1, s.last_seq - $2 + e.i, e.event, e.task_id, e.order_id, e.data
+    FROM s CROSS JOIN jsonb_to_recordset($3::text::jsonb)
+        AS e(i int, event_id text, event text, task_id text, order_id text, data jsonb)
+    RETURNING seq
 )
+SELECT max(seq) AS last, pg_notify('ticker_events', $1 || ':' || max(seq)) FROM ins
+"""
 
 _encoder = msgspec.json.Encoder()
 
@@ -56,17 +53,16 @@ def encode_events(events: Sequence[NewEvent]) -> str:
     ).decode()
 
 
-async def append_events(conn: AsyncConnection, account_id: str, events: Sequence[NewEvent]) -> int | None:
+async def append_events(conn: asyncpg.Connection, account_id: str, events: Sequence[NewEvent]) -> int | None:
     """Append `events` for one account; call it as the last statement before commit.
 
     Returns the highest seq assigned (None when there was nothing to append).
     """
     if not events:
         return None
-    result = await conn.execute(_APPEND, {"account_id": account_id, "n": len(events), "events": encode_events(events)})
-    last: int | None = result.scalar_one()
+    last: int | None = await conn.fetchval(_APPEND, account_id, len(events), encode_events(events))
     return last
 
 
-async def notify_task_done(conn: AsyncConnection, task_id: str) -> None:
-    await conn.execute(text("SELECT pg_notify('ticker_task_done', :t)"), {"t": task_id})
+async def notify_task_done(conn: asyncpg.Connection, task_id: str) -> None:
+    await conn.execute("SELECT pg_notify('ticker_task_done', $1)", task_id)

@@ -19,9 +19,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
 
 from ticker_service.brokers.base import (
     BrokerAmbiguous,
@@ -34,37 +32,106 @@ from ticker_service.brokers.base import (
     PlaceResult,
 )
 from ticker_service.brokers.paper.prices import price_at
-from ticker_service.db.tables import paper_accounts, paper_exposure, paper_orders, paper_trades
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
 from ticker_service.settings import AccountSettings
 from ticker_service.timeutil import IST, utcnow
 
 OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+MARKET_OPEN = dtime(9, 15)
+MARKET_CLOSE = dtime(15, 30)
 
 # The matcher's candidates: resting orders that the current price (per instrument, passed in as
 # arrays) would trigger or fill. Filtering in SQL keeps a pass cheap however many orders rest far
 # from the market; `fill_decision` still makes the final call on each candidate.
-_CROSSING = text(
+_CROSSING = """
+SELECT o.* FROM paper_orders AS o
+JOIN unnest($2::text[], $3::text[], $4::numeric[]) AS p(exchange, tradingsymbol, ltp)
+  ON o.exchange = p.exchange AND o.tradingsymbol = p.tradingsymbol
+WHERE o.account_id = $1
+  AND o.status IN ('OPEN', 'TRIGGER PENDING')
+  AND CASE
+        WHEN o.status = 'TRIGGER PENDING' THEN
+            CASE WHEN o.transaction_type = 'BUY' THEN p.ltp >= o.trigger_price ELSE p.ltp <= o.trigger_price END
+        WHEN o.order_type IN ('MARKET', 'SL-M') THEN true
+        ELSE CASE WHEN o.transaction_type = 'BUY' THEN p.ltp <= o.price ELSE p.ltp >= o.price END
+      END
+ORDER BY o.order_id
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+# The account row is the lock that serializes placements; the LEFT JOIN returns one all-NULL row
+# for an account without positions, and no row at all when the account row does not exist yet.
+_LOCK_EXPOSURE = """
+SELECT e.exchange, e.tradingsymbol, e.product, e.net_quantity, e.open_buy, e.open_sell
+FROM paper_accounts AS a LEFT JOIN paper_exposure AS e ON e.account_id = a.account_id
+WHERE a.account_id = $1
+FOR UPDATE OF a
+"""
+
+_EXPOSURE_UPSERT = """
+INSERT INTO paper_exposure AS x (account_id, exchange, tradingsymbol, product, net_quantity, open_buy, open_sell)
+{source}
+ON CONFLICT (account_id, exchange, tradingsymbol, product) DO UPDATE SET
+    net_quantity = x.net_quantity + EXCLUDED.net_quantity,
+    open_buy = x.open_buy + EXCLUDED.open_buy,
+    open_sell = x.open_sell + EXCLUDED.open_sell
+"""
+_ADJUST = _EXPOSURE_UPSERT.format(source="VALUES ($1, $2, $3, $4, $5, $6, $7)")
+
+# One statement for a placement: the order (its id from the day and a sequence, as Kite's look),
+# its fill when it fills at once ($21 not null) and the running totals ($22..$24).
+_PLACE = (
     """
-    SELECT o.* FROM paper_orders AS o
-    JOIN unnest(CAST(:exchanges AS text[]), CAST(:symbols AS text[]), CAST(:prices AS numeric[]))
-        AS p(exchange, tradingsymbol, ltp)
-      ON o.exchange = p.exchange AND o.tradingsymbol = p.tradingsymbol
-    WHERE o.account_id = :account_id
-      AND o.status IN ('OPEN', 'TRIGGER PENDING')
-      AND CASE
-            WHEN o.status = 'TRIGGER PENDING' THEN
-                CASE WHEN o.transaction_type = 'BUY' THEN p.ltp >= o.trigger_price ELSE p.ltp <= o.trigger_price END
-            WHEN o.order_type IN ('MARKET', 'SL-M') THEN true
-            ELSE CASE WHEN o.transaction_type = 'BUY' THEN p.ltp <= o.price ELSE p.ltp >= o.price END
-          END
-    ORDER BY o.order_id
-    FOR UPDATE OF o SKIP LOCKED
-    """
+WITH o AS (
+    INSERT INTO paper_orders (order_id, account_id, tag, exchange, tradingsymbol, instrument_token, transaction_type,
+        product, order_type, variety, validity, quantity, disclosed_quantity, price, trigger_price, status,
+        status_message, filled_quantity, average_price, order_timestamp, exchange_timestamp, updated_at)
+    VALUES (to_char(now() AT TIME ZONE 'Asia/Kolkata', 'YYMMDD') || lpad(nextval('paper_order_seq')::text, 9, '0'),
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19)
+    RETURNING *
+), t AS (
+    INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product,
+        transaction_type, quantity, price)
+    SELECT o.order_id, o.account_id, o.exchange, o.tradingsymbol, o.instrument_token, o.product,
+        o.transaction_type, o.quantity, $21::numeric
+    FROM o WHERE $21::numeric IS NOT NULL
+), x AS (
+"""
+    + _EXPOSURE_UPSERT.format(
+        source="SELECT $1, $3, $4, $7, $22::bigint, $23::bigint, $24::bigint "
+        "WHERE $22::bigint <> 0 OR $23::bigint <> 0 OR $24::bigint <> 0"
+    )
+    + """)
+SELECT * FROM o
+"""
 )
-MARKET_OPEN = dtime(9, 15)
-MARKET_CLOSE = dtime(15, 30)
+
+_TRADE = """
+INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product, transaction_type,
+    quantity, price)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+_ORDER = "SELECT * FROM paper_orders WHERE order_id = $1 AND account_id = $2"
+_ORDER_FOR_UPDATE = _ORDER + " FOR UPDATE"
+_MODIFY = """
+UPDATE paper_orders SET order_type = $2, quantity = $3, price = $4, trigger_price = $5, validity = $6, modified = true,
+    status = $7, updated_at = $8, filled_quantity = COALESCE($9, filled_quantity),
+    average_price = COALESCE($10, average_price), exchange_timestamp = COALESCE($11, exchange_timestamp)
+WHERE order_id = $1
+RETURNING *
+"""
+_CANCEL = """
+UPDATE paper_orders SET status = 'CANCELLED', cancelled_quantity = quantity - filled_quantity, updated_at = $2
+WHERE order_id = $1
+RETURNING *
+"""
+_MATCH = """
+UPDATE paper_orders SET status = $3, updated_at = $4, filled_quantity = COALESCE($5, filled_quantity),
+    average_price = COALESCE($6, average_price), exchange_timestamp = COALESCE($7, exchange_timestamp)
+WHERE order_id = $1 AND status = $2
+RETURNING *
+"""
 
 
 def _f(value: Any) -> float:
@@ -133,7 +200,7 @@ class PaperBroker:
         self,
         account_id: str,
         settings: AccountSettings,
-        engine: AsyncEngine,
+        pool: asyncpg.Pool,
         instruments: InstrumentBook,
         *,
         clock: Callable[[], float] = time.time,
@@ -141,11 +208,10 @@ class PaperBroker:
     ) -> None:
         self.account_id = account_id
         self.settings = settings
-        self.engine = engine
+        self.pool = pool
         self.instruments = instruments
         self.clock = clock
         self.rng = rng or random.Random()
-        self._account_row_exists = False
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -175,27 +241,20 @@ class PaperBroker:
         if self.settings.enforce_market_hours and (now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE):
             raise BrokerRejected("Markets are closed right now. Place an AMO order or try during market hours.")
 
-    async def _lock_account(self, conn: AsyncConnection) -> None:
-        """Serialize this account's placements so the funds check sees every earlier order."""
-        if not self._account_row_exists:  # set once a placement has committed: the row exists from then on
-            await conn.execute(pg_insert(paper_accounts).values(account_id=self.account_id).on_conflict_do_nothing())
-        await conn.execute(
-            select(paper_accounts.c.account_id).where(paper_accounts.c.account_id == self.account_id).with_for_update()
-        )
-
-    async def _exposure(self, conn: AsyncConnection) -> dict[tuple[str, str, str], list[int]]:
-        """(exchange, symbol, product) -> [net filled, open buys, open sells], from the running totals."""
-        rows = await conn.execute(
-            select(
-                paper_exposure.c.exchange,
-                paper_exposure.c.tradingsymbol,
-                paper_exposure.c.product,
-                paper_exposure.c.net_quantity,
-                paper_exposure.c.open_buy,
-                paper_exposure.c.open_sell,
-            ).where(paper_exposure.c.account_id == self.account_id)
-        )
-        return {(r[0], r[1], r[2]): [int(r[3]), int(r[4]), int(r[5])] for r in rows}
+    async def _lock_and_read_exposure(self, conn: asyncpg.Connection) -> dict[tuple[str, str, str], list[int]]:
+        """Lock the account row (placements of one account are serialized, so the funds check sees every
+        earlier order) and read its running totals: (exchange, symbol, product) -> [net, open buys, open sells]."""
+        rows = await conn.fetch(_LOCK_EXPOSURE, self.account_id)
+        if not rows:
+            await conn.execute(
+                "INSERT INTO paper_accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING", self.account_id
+            )
+            rows = await conn.fetch(_LOCK_EXPOSURE, self.account_id)
+        return {
+            (r["exchange"], r["tradingsymbol"], r["product"]): [r["net_quantity"], r["open_buy"], r["open_sell"]]
+            for r in rows
+            if r["exchange"] is not None
+        }
 
     def _blocked_margin(
         self,
@@ -226,62 +285,43 @@ class PaperBroker:
         return total
 
     async def _adjust_exposure(
-        self, conn: AsyncConnection, row: Mapping[Any, Any], *, open_delta: int = 0, filled: int = 0
+        self, conn: asyncpg.Connection, row: Mapping[Any, Any], *, open_delta: int = 0, filled: int = 0
     ) -> None:
         """Move `open_delta` on the order's side of the open book and add `filled` to the net position."""
         if not open_delta and not filled:
             return
         buy = row["transaction_type"] == "BUY"
-        values = {
-            "net_quantity": filled if buy else -filled,
-            "open_buy": open_delta if buy else 0,
-            "open_sell": 0 if buy else open_delta,
-        }
-        stmt = pg_insert(paper_exposure).values(
-            account_id=row["account_id"],
-            exchange=row["exchange"],
-            tradingsymbol=row["tradingsymbol"],
-            product=row["product"],
-            **values,
-        )
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[
-                    paper_exposure.c.account_id,
-                    paper_exposure.c.exchange,
-                    paper_exposure.c.tradingsymbol,
-                    paper_exposure.c.product,
-                ],
-                set_={name: getattr(paper_exposure.c, name) + getattr(stmt.excluded, name) for name in values},
-            )
+            _ADJUST,
+            row["account_id"],
+            row["exchange"],
+            row["tradingsymbol"],
+            row["product"],
+            filled if buy else -filled,
+            open_delta if buy else 0,
+            0 if buy else open_delta,
         )
 
-    async def _fill(self, conn: AsyncConnection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
+    async def _fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
         await conn.execute(
-            paper_trades.insert().values(
-                order_id=row["order_id"],
-                account_id=row["account_id"],
-                exchange=row["exchange"],
-                tradingsymbol=row["tradingsymbol"],
-                instrument_token=row["instrument_token"],
-                product=row["product"],
-                transaction_type=row["transaction_type"],
-                quantity=qty,
-                price=fill_price,
-            )
+            _TRADE,
+            row["order_id"],
+            row["account_id"],
+            row["exchange"],
+            row["tradingsymbol"],
+            row["instrument_token"],
+            row["product"],
+            row["transaction_type"],
+            qty,
+            fill_price,
         )
 
-    async def _get_row(self, conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
-        stmt = select(paper_orders).where(
-            paper_orders.c.order_id == order_id, paper_orders.c.account_id == self.account_id
-        )
-        if lock:
-            stmt = stmt.with_for_update()
-        row = (await conn.execute(stmt)).mappings().first()
+    async def _get_row(self, conn: asyncpg.Connection, order_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
+        row = await conn.fetchrow(_ORDER_FOR_UPDATE if lock else _ORDER, order_id, self.account_id)
         if row is None:
             raise OrderNotFound(f"Couldn't find that order: {order_id}")
-        return row
+        return row  # type: ignore[no-any-return]
 
     # ---- the Broker protocol -------------------------------------------------------------------
 
@@ -301,11 +341,8 @@ class PaperBroker:
         self._check_session(instrument)
         ltp = self.ltp(instrument)
         now = utcnow()
-        async with self.engine.begin() as conn:
-            await self._lock_account(conn)
-            seq = (await conn.execute(text("SELECT nextval('paper_order_seq')"))).scalar_one()
-            order_id = f"{datetime.now(IST):%y%m%d}{seq:09d}"
-            exposure = await self._exposure(conn)
+        async with self.pool.acquire() as conn, conn.transaction():
+            exposure = await self._lock_and_read_exposure(conn)
             blocked = self._blocked_margin(
                 exposure, (instrument, params.product, params.transaction_type, params.quantity)
             )
@@ -331,44 +368,45 @@ class PaperBroker:
                     trigger=trigger,
                     ltp=ltp,
                 )
-            values = {
-                "order_id": order_id,
-                "account_id": self.account_id,
-                "tag": params.tag,
-                "exchange": params.exchange,
-                "tradingsymbol": params.tradingsymbol,
-                "instrument_token": instrument.instrument_token,
-                "transaction_type": params.transaction_type,
-                "product": params.product,
-                "order_type": params.order_type,
-                "variety": params.variety,
-                "validity": params.validity,
-                "quantity": params.quantity,
-                "disclosed_quantity": params.disclosed_quantity or 0,
-                "price": price,
-                "trigger_price": trigger,
-                "status": status,
-                "status_message": status_message,
-                "filled_quantity": params.quantity if fill_price is not None else 0,
-                "average_price": fill_price or Decimal(0),
-                "order_timestamp": now,
-                "exchange_timestamp": now if status != "REJECTED" else None,
-                "updated_at": now,
-            }
-            row = (await conn.execute(paper_orders.insert().values(**values).returning(paper_orders))).mappings().one()
-            if fill_price is not None:
-                await self._fill(conn, {**row, "filled_quantity": 0}, fill_price)
-                await self._adjust_exposure(conn, row, filled=params.quantity)
-            elif status in OPEN_STATUSES:
-                await self._adjust_exposure(conn, row, open_delta=params.quantity)
-        self._account_row_exists = True
+            buy = params.transaction_type == "BUY"
+            filled = params.quantity if fill_price is not None else 0
+            resting = params.quantity if status in OPEN_STATUSES else 0
+            row = await conn.fetchrow(
+                _PLACE,
+                self.account_id,
+                params.tag,
+                params.exchange,
+                params.tradingsymbol,
+                instrument.instrument_token,
+                params.transaction_type,
+                params.product,
+                params.order_type,
+                params.variety,
+                params.validity,
+                params.quantity,
+                params.disclosed_quantity or 0,
+                price,
+                trigger,
+                status,
+                status_message,
+                filled,
+                fill_price or Decimal(0),
+                now,
+                now if status != "REJECTED" else None,
+                # the fill and the running totals, in the same statement
+                fill_price,
+                filled if buy else -filled,
+                resting if buy else 0,
+                0 if buy else resting,
+            )
+            order_id = row["order_id"]
         failpoint("paper.after_place_commit")
         self._maybe_lose_answer()
         return PlaceResult(order_id=order_id, order=row_to_order(row))
 
     async def modify_order(self, params: ModifyOrderParams) -> BrokerOrder:
         await self._simulate_network(mutating=True)
-        async with self.engine.begin() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await self._get_row(conn, params.order_id, lock=True)
             if row["status"] not in OPEN_STATUSES:
                 raise BrokerRejected(f"Order cannot be modified as it is {row['status']}.")
@@ -423,87 +461,59 @@ class PaperBroker:
                 )
             else:
                 await self._adjust_exposure(conn, row, open_delta=quantity - int(row["quantity"]))
-            new = (
-                (
-                    await conn.execute(
-                        update(paper_orders)
-                        .where(paper_orders.c.order_id == params.order_id)
-                        .values(**values)
-                        .returning(paper_orders)
-                    )
-                )
-                .mappings()
-                .one()
+            new = await conn.fetchrow(
+                _MODIFY,
+                params.order_id,
+                values["order_type"],
+                values["quantity"],
+                values["price"],
+                values["trigger_price"],
+                values["validity"],
+                values["status"],
+                values["updated_at"],
+                values.get("filled_quantity"),
+                values.get("average_price"),
+                values.get("exchange_timestamp"),
             )
         self._maybe_lose_answer()
         return row_to_order(new)
 
     async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder:
         await self._simulate_network(mutating=True)
-        async with self.engine.begin() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await self._get_row(conn, order_id, lock=True)
             if row["status"] not in OPEN_STATUSES:
                 raise BrokerRejected(f"Order cannot be cancelled as it is {row['status']}.")
             await self._adjust_exposure(conn, row, open_delta=-(int(row["quantity"]) - int(row["filled_quantity"])))
-            new = (
-                (
-                    await conn.execute(
-                        update(paper_orders)
-                        .where(paper_orders.c.order_id == order_id)
-                        .values(
-                            status="CANCELLED",
-                            cancelled_quantity=paper_orders.c.quantity - paper_orders.c.filled_quantity,
-                            updated_at=utcnow(),
-                        )
-                        .returning(paper_orders)
-                    )
-                )
-                .mappings()
-                .one()
-            )
+            new = await conn.fetchrow(_CANCEL, order_id, utcnow())
         self._maybe_lose_answer()
         return row_to_order(new)
 
     async def get_order(self, order_id: str) -> BrokerOrder:
         await self._simulate_network(mutating=False)
-        async with self.engine.connect() as conn:
+        async with self.pool.acquire() as conn:
             return row_to_order(await self._get_row(conn, order_id))
 
     async def orders(self) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(paper_orders)
-                .where(paper_orders.c.account_id == self.account_id)
-                .order_by(paper_orders.c.order_timestamp, paper_orders.c.order_id)
-            )
-            return [row_to_order(r) for r in rows.mappings()]
+        rows = await self.pool.fetch(
+            "SELECT * FROM paper_orders WHERE account_id = $1 ORDER BY order_timestamp, order_id", self.account_id
+        )
+        return [row_to_order(r) for r in rows]
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(paper_orders)
-                .where(paper_orders.c.account_id == self.account_id, paper_orders.c.tag == tag)
-                .order_by(paper_orders.c.order_id)
-            )
-            return [row_to_order(r) for r in rows.mappings()]
+        rows = await self.pool.fetch(
+            "SELECT * FROM paper_orders WHERE account_id = $1 AND tag = $2 ORDER BY order_id", self.account_id, tag
+        )
+        return [row_to_order(r) for r in rows]
 
     async def positions(self) -> Mapping[str, list[dict[str, Any]]]:
         await self._simulate_network(mutating=False)
         today = datetime.now(IST).date()
-        async with self.engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        select(paper_trades)
-                        .where(paper_trades.c.account_id == self.account_id)
-                        .order_by(paper_trades.c.trade_id)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+        rows = await self.pool.fetch(
+            "SELECT * FROM paper_trades WHERE account_id = $1 ORDER BY trade_id", self.account_id
+        )
         net: dict[tuple[str, str, str], list[Mapping[Any, Any]]] = defaultdict(list)
         day: dict[tuple[str, str, str], list[Mapping[Any, Any]]] = defaultdict(list)
         for row in rows:
@@ -591,21 +601,9 @@ class PaperBroker:
         changed: list[BrokerOrder] = []
         prices = {i.key: self.ltp(i) for i in self.instruments}
         keys = list(prices)
-        async with self.engine.begin() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        _CROSSING,
-                        {
-                            "account_id": self.account_id,
-                            "exchanges": [k[0] for k in keys],
-                            "symbols": [k[1] for k in keys],
-                            "prices": [prices[k] for k in keys],
-                        },
-                    )
-                )
-                .mappings()
-                .all()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                _CROSSING, self.account_id, [k[0] for k in keys], [k[1] for k in keys], [prices[k] for k in keys]
             )
             now = utcnow()
             for row in rows:
@@ -628,20 +626,15 @@ class PaperBroker:
                     values.update(filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now)
                     pending = int(row["quantity"]) - int(row["filled_quantity"])
                     await self._adjust_exposure(conn, row, open_delta=-pending, filled=pending)
-                new = (
-                    (
-                        await conn.execute(
-                            update(paper_orders)
-                            .where(
-                                paper_orders.c.order_id == row["order_id"],
-                                paper_orders.c.status == row["status"],
-                            )
-                            .values(**values)
-                            .returning(paper_orders)
-                        )
-                    )
-                    .mappings()
-                    .first()
+                new = await conn.fetchrow(
+                    _MATCH,
+                    row["order_id"],
+                    row["status"],
+                    status,
+                    now,
+                    values.get("filled_quantity"),
+                    values.get("average_price"),
+                    values.get("exchange_timestamp"),
                 )
                 if new is not None:
                     changed.append(row_to_order(new))
