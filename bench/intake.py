@@ -17,6 +17,9 @@ Starts an embedded PostgreSQL in a temporary directory, then measures:
       hide its stall by slowing the client down (no coordinated omission);
   (c) end-to-end latency of POST /orders/place?wait=5 (until the broker's 201) at a moderate
       open-loop rate (default 50/s), default configuration.
+  (d) how fast the relay executes: orders queued by an intake-only instance (MARKET, so each
+      fills inside the paper broker's place call) are drained by a default instance; executed/s
+      from the tasks' timestamps, and the paper book checked for one order per tag.
 
 Needs `wrk` (apt-get install -y wrk). Sends traffic to 127.0.0.1 only. All processes it starts
 are stopped at the end, on Ctrl-C, on errors and when --max-runtime is exceeded.
@@ -61,6 +64,11 @@ BODY = {
     "price": 18000,
 }
 BODY_JSON = json.dumps(BODY, separators=(",", ":"))
+# (d): orders that fill inside the place call, with a deadline long enough to wait in the queue
+MARKET_JSON = json.dumps(
+    {**{k: v for k, v in BODY.items() if k != "price"}, "order_type": "MARKET", "expires_in": 3600},
+    separators=(",", ":"),
+)
 ACCOUNTS = '{"primary": {"broker": "paper", "funds": 1e15}}'
 
 TARGET_ORDERS_PER_S = 1000.0
@@ -301,8 +309,8 @@ class Harness:
         self.logs: dict[str, list[Path]] = collections.defaultdict(list)
         self.stop_notes: list[str] = []
 
-    def start(self, config: Config) -> Running:
-        name = self.db.fresh()
+    def start(self, config: Config, db: str | None = None) -> Running:
+        name = db or self.db.fresh()
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
         env.update(
@@ -330,11 +338,12 @@ class Harness:
             raise
         return Running(config, name, port, proc, logfile)
 
-    def finish(self, run: Running) -> None:
+    def finish(self, run: Running, *, keep_db: bool = False) -> None:
         how = stop(run.proc)
         if how != "stopped by SIGTERM":
             self.stop_notes.append(f"{run.config.key} ({run.db}): {how}, exit code {run.proc.returncode}")
-        self.db.drop(run.db)
+        if not keep_db:
+            self.db.drop(run.db)
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,13 +562,15 @@ def main() -> int:
     ap.add_argument("--e2e-rate", type=float, default=50.0, help="open-loop rate for (c), orders/s")
     ap.add_argument("--max-runtime", type=int, default=600, help="give up (and clean up) after this many s")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs)")
-    ap.add_argument("--only", choices=["throughput", "latency"], help="run only part (a) or parts (b)+(c)")
+    ap.add_argument(
+        "--only", choices=["throughput", "latency", "relay"], help="run only part (a), parts (b)+(c), or (d)"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 run, 5 s each")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 5.0, 1.0
 
-    if shutil.which("wrk") is None and args.only != "latency":
+    if shutil.which("wrk") is None and args.only in (None, "throughput", "relay"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
 
@@ -586,7 +597,7 @@ def main() -> int:
         # (a) throughput ------------------------------------------------------------------
         tput: dict[str, list[WrkResult]] = {}
         relay_notes: list[str] = []
-        if args.only != "latency":
+        if args.only in (None, "throughput"):
             for key in ("default", "intake", "ceiling"):
                 config = CONFIGS[key]
                 tput[key] = []
@@ -625,7 +636,7 @@ def main() -> int:
 
         # (b) fixed-rate latency, wait=0 --------------------------------------------------
         lat: dict[str, OpenLoopResult] = {}
-        if args.only != "throughput":
+        if args.only in (None, "latency"):
             for key in ("default", "ceiling"):
                 run = harness.start(CONFIGS[key])
                 try:
@@ -667,6 +678,44 @@ def main() -> int:
                 f"(c) service default at {args.e2e_rate:g}/s, wait=5: p50 {e2e.pct(50):.1f} ms, "
                 f"p99 {e2e.pct(99):.1f} ms, max {e2e.pct(100):.1f} ms ({status_text(e2e.statuses)}; "
                 f"worst seconds {e2e.worst_seconds()})"
+            )
+
+        # (d) relay execution rate ---------------------------------------------------------
+        drain: dict[str, float] = {}
+        if args.only in (None, "relay"):
+            intake = harness.start(CONFIGS["intake"])
+            market = workdir / "market.lua"
+            market.write_text(WRK_LUA.replace(BODY_JSON, MARKET_JSON))
+            try:
+                run_wrk(intake.port, market, threads=args.threads, connections=args.connections, seconds=args.duration)
+            finally:
+                harness.finish(intake, keep_db=True)
+            queued = database.query(intake.db, "SELECT count(*) AS n FROM order_tasks")[0]["n"]
+            relay = harness.start(CONFIGS["default"], db=intake.db)
+            try:
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    left = database.query(
+                        intake.db, "SELECT count(*) AS n FROM order_tasks WHERE status NOT IN ('completed', 'rejected')"
+                    )[0]["n"]
+                    if left == 0:
+                        break
+                    time.sleep(0.5)
+                spans = database.query(
+                    intake.db,
+                    "SELECT count(*) AS n, EXTRACT(EPOCH FROM max(updated_at) - min(updated_at)) AS s "
+                    "FROM order_tasks WHERE status = 'completed'",
+                )[0]
+                paper = database.query(
+                    intake.db, "SELECT count(DISTINCT tag) AS tags, count(*) AS n FROM paper_orders"
+                )[0]
+            finally:
+                harness.finish(relay)
+            drain = {"queued": queued, "done": spans["n"], "seconds": float(spans["s"] or 0), **paper}
+            log(
+                f"(d) relay: {spans['n']} of {queued} queued MARKET orders executed in {drain['seconds']:.1f} s "
+                f"({spans['n'] / max(drain['seconds'], 1e-9):,.0f}/s); paper book: {paper['n']} orders, "
+                f"{paper['tags']} distinct tags"
             )
 
         # report ----------------------------------------------------------------------------
@@ -764,6 +813,19 @@ def main() -> int:
                     "",
                     "-",
                     f"max {r.pct(100):.1f} ms",
+                )
+            )
+
+        if drain:
+            rate = drain["done"] / max(drain["seconds"], 1e-9)
+            rows.append(
+                (
+                    "(d) relay: queued MARKET orders executed per second (8 workers, one paper account)",
+                    fmt_rate(rate),
+                    "",
+                    "-",
+                    f"{drain['done']} of {drain['queued']} in {drain['seconds']:.1f} s; paper book "
+                    f"{drain['n']} orders for {drain['tags']} tags (one each: none placed twice)",
                 )
             )
 

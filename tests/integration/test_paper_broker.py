@@ -151,3 +151,18 @@ async def test_funds_check_reads_the_running_totals(pool: asyncpg.Pool, db: asyn
     await assert_exposure_matches_book(db, "small")
     with pytest.raises(BrokerRejected):
         await broker.cancel_order(limit.order_id)
+
+
+async def test_the_order_book_is_the_days_orders_plus_open_ones(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """As Kite's: yesterday's finished orders leave the book (and reconciliation's pass), open ones stay."""
+    broker = PaperBroker("days", AccountSettings(), pool, load_instruments())
+    today = (await broker.place_order(order("BUY", 1, "MARKET", "D1"))).order
+    kept = (await broker.place_order(order("BUY", 1, "LIMIT", "D2", price=Decimal("1400")))).order
+    gone = (await broker.place_order(order("BUY", 1, "MARKET", "D3"))).order
+    assert today is not None and kept is not None and gone is not None
+    await db.execute(
+        "UPDATE paper_orders SET order_timestamp = order_timestamp - interval '2 days' WHERE order_id = ANY($1)",
+        [kept.order_id, gone.order_id],
+    )
+    assert [o.order_id for o in await broker.orders()] == [kept.order_id, today.order_id]
+    assert [o.order_id for o in await broker.orders_by_tag("D3")] == [gone.order_id]  # still found by tag

@@ -112,6 +112,15 @@ INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrum
     quantity, price)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
+# Kite's order book is the day's orders; the paper book keeps history, so it shows today's (in IST)
+# plus any still open, which keeps reconciliation's pass bounded by a day of trading.
+_DAY_BOOK = """
+SELECT * FROM paper_orders
+WHERE account_id = $1
+  AND (order_timestamp >= (date_trunc('day', now() AT TIME ZONE 'Asia/Kolkata') AT TIME ZONE 'Asia/Kolkata')
+       OR status IN ('OPEN', 'TRIGGER PENDING'))
+ORDER BY order_timestamp, order_id
+"""
 _ORDER = "SELECT * FROM paper_orders WHERE order_id = $1 AND account_id = $2"
 _ORDER_FOR_UPDATE = _ORDER + " FOR UPDATE"
 _MODIFY = """
@@ -496,9 +505,7 @@ class PaperBroker:
 
     async def orders(self) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
-        rows = await self.pool.fetch(
-            "SELECT * FROM paper_orders WHERE account_id = $1 ORDER BY order_timestamp, order_id", self.account_id
-        )
+        rows = await self.pool.fetch(_DAY_BOOK, self.account_id)
         return [row_to_order(r) for r in rows]
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
