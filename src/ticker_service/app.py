@@ -29,6 +29,8 @@ from ticker_service.system import metrics
 from ticker_service.system.auth import Caller, resolve_caller
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.errors import EXCEPTION_HANDLERS
+from ticker_service.webhooks.controllers import WebhooksController
+from ticker_service.webhooks.service import WebhookService
 
 log = structlog.get_logger("ticker.http")
 
@@ -43,6 +45,11 @@ def provide_runtime(state: State) -> Runtime:
 def provide_order_service(state: State) -> OrderService:
     runtime: Runtime = state.runtime
     return runtime.orders
+
+
+def provide_webhook_service(state: State) -> WebhookService:
+    runtime: Runtime = state.runtime
+    return runtime.webhooks
 
 
 def provide_caller(request: Request[Any, Any, Any], order_service: NamedDependency[OrderService]) -> Caller:
@@ -113,11 +120,12 @@ def create_app(settings: Settings, database_url: str | None = None, *, migrate: 
             await runtime.stop()
 
     return Litestar(
-        route_handlers=[OrdersController, TasksController, PortfolioController, SystemController],
+        route_handlers=[OrdersController, TasksController, PortfolioController, WebhooksController, SystemController],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "order_service": Provide(provide_order_service, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
+            "webhook_service": Provide(provide_webhook_service, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

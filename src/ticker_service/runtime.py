@@ -18,13 +18,23 @@ from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
 from ticker_service.instruments import InstrumentBook, load_instruments
 from ticker_service.jobs import maintenance
-from ticker_service.jobs.singleton import CLEANUP_LOCK, MATCHER_LOCK, RECONCILE_LOCK, run_singleton
+from ticker_service.jobs.singleton import (
+    CLEANUP_LOCK,
+    MATCHER_LOCK,
+    RECONCILE_LOCK,
+    WEBHOOK_FANOUT_LOCK,
+    run_singleton,
+)
 from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.outbox.relay import Relay
-from ticker_service.outbox.writer import TASK_DONE_CHANNEL, TASKS_CHANNEL
+from ticker_service.outbox.writer import EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.settings import Settings, SettingsError
+from ticker_service.webhooks.fanout import fan_out
+from ticker_service.webhooks.sender import DeliverySender
+from ticker_service.webhooks.service import DELIVERIES_CHANNEL, WebhookService
+from ticker_service.webhooks.urls import UrlGuard
 
 log = structlog.get_logger("ticker.runtime")
 
@@ -66,6 +76,7 @@ class Runtime:
         self.orders: OrderService
         check_brokers(settings)  # refuse unsupported brokers before anything starts
         self._stop = asyncio.Event()
+        self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -74,8 +85,14 @@ class Runtime:
         self.brokers = build_brokers(self.settings, self.pool, self.instruments)
         self.relay = Relay(self.pool, self.brokers.__getitem__, self.settings, on_task_resolved=self.waiters.resolve)
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        guard = UrlGuard(self.settings.webhook_allow_private)
+        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts))
+        self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
+        self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
+        self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())
         await self.listener.start()
         await self.relay.start()
+        await self.webhook_sender.start()
         s = self.settings
         grace = 2 * s.broker_timeout
         schedule = maintenance.CleanupSchedule(s.task_cleanup_schedule)
@@ -112,6 +129,18 @@ class Runtime:
                 name="paper-matcher",
             ),
             asyncio.create_task(
+                run_singleton(
+                    "webhook-fanout",
+                    self.dsn,
+                    WEBHOOK_FANOUT_LOCK,
+                    lambda: fan_out(self.pool),
+                    lambda: s.poll_interval,
+                    self._stop,
+                    self._fanout_wake,
+                ),
+                name="webhook-fanout",
+            ),
+            asyncio.create_task(
                 run_singleton("cleanup", self.dsn, CLEANUP_LOCK, cleanup_step, lambda: 30.0, self._stop),
                 name="cleanup",
             ),
@@ -130,6 +159,7 @@ class Runtime:
     async def stop(self) -> None:
         self._stop.set()
         await self.relay.stop()
+        await self.webhook_sender.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

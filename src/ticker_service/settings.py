@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private: bool = False
     webhook_retry_schedule: tuple[float, ...] = tuple(float(x) for x in DEFAULT_RETRY_SCHEDULE.split(","))
     webhook_disable_after: float = 86400.0
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 128  # deliveries in flight per process
+    webhook_endpoint_concurrency: int = 16  # ... and per endpoint, so one slow receiver cannot take them all
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     # relay tuning: defaults suit a 2-core machine; tests compress the timings
@@ -194,6 +197,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kwargs["webhook_retry_schedule"] = tuple(_parse_number("WEBHOOK_RETRY_SCHEDULE", p, minimum=0) for p in parts)
     if raw := env.get("WEBHOOK_DISABLE_AFTER"):
         kwargs["webhook_disable_after"] = _parse_number("WEBHOOK_DISABLE_AFTER", raw, minimum=0)
+    if raw := env.get("WEBHOOK_TIMEOUT"):
+        kwargs["webhook_timeout"] = _parse_number("WEBHOOK_TIMEOUT", raw, minimum=0.1)
+    if raw := env.get("WEBHOOK_CONCURRENCY"):
+        kwargs["webhook_concurrency"] = _parse_int("WEBHOOK_CONCURRENCY", raw, minimum=1, maximum=10_000)
+    if raw := env.get("WEBHOOK_ENDPOINT_CONCURRENCY"):
+        kwargs["webhook_endpoint_concurrency"] = _parse_int(
+            "WEBHOOK_ENDPOINT_CONCURRENCY", raw, minimum=1, maximum=1000
+        )
     if raw := env.get("LOG_LEVEL"):
         if raw.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"LOG_LEVEL: unknown level {raw!r}")

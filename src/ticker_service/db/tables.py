@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -192,4 +192,57 @@ paper_exposure = Table(
     Column("net_quantity", BigInteger, nullable=False, server_default=text("0")),
     Column("open_buy", BigInteger, nullable=False, server_default=text("0")),
     Column("open_sell", BigInteger, nullable=False, server_default=text("0")),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", Text),
+    Column("disabled_at", TZ),
+    Column("start_seq", BigInteger, nullable=False),  # events of the account after this seq are delivered
+    Column("last_success_at", TZ),
+    Column("failing_since", TZ),  # first failure since the last success
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Index("ix_webhooks_account", "account_id"),
+)
+
+# How far the fan-out has turned each account's events into deliveries.
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Text, primary_key=True),
+    Column("webhook_id", Text, ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("seq", BigInteger),
+    Column("body", Text, nullable=False),  # the exact bytes sent on every attempt
+    Column("status", Text, nullable=False),  # pending | sending | retrying | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TZ, nullable=False, server_default=func.now()),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", TZ),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("delivered_at", TZ),
+    UniqueConstraint("event_id", "webhook_id", name="uq_webhook_deliveries_event_webhook"),
+    Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'retrying')")),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+    Index("ix_webhook_deliveries_sending", "lease_expires_at", postgresql_where=text("status = 'sending'")),
 )

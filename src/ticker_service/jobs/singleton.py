@@ -20,6 +20,21 @@ log = structlog.get_logger("ticker.jobs")
 MATCHER_LOCK = 0x7469636B_0002
 RECONCILE_LOCK = 0x7469636B_0003
 CLEANUP_LOCK = 0x7469636B_0004
+WEBHOOK_FANOUT_LOCK = 0x7469636B_0005
+
+
+async def _pause(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    """Sleep up to `timeout`, ending early on `stop` or on `wake` (which is then cleared)."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        if wake is not None:
+            wake.clear()
 
 
 async def run_singleton(
@@ -29,8 +44,10 @@ async def run_singleton(
     step: Callable[[], Awaitable[object]],
     interval: Callable[[], float],
     stop: asyncio.Event,
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Call `step` every `interval()` seconds while holding `lock_key`; try for the lock meanwhile."""
+    """Call `step` every `interval()` seconds (or at once when `wake` is set) while holding `lock_key`;
+    try for the lock meanwhile."""
     while not stop.is_set():
         conn: asyncpg.Connection | None = None
         try:
@@ -44,8 +61,7 @@ async def run_singleton(
                         except Exception:
                             log.exception("singleton job step failed", job=name)
                         await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), interval())
+                        await _pause(stop, wake, interval())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

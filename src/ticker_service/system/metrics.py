@@ -44,3 +44,12 @@ LEASES_EXPIRED = Counter("relay_leases_expired_total", "Running tasks whose leas
 TASKS_BY_STATUS = Gauge("order_tasks", "Order tasks by status (sampled by /health and the sweeper)", ["status"])
 RELAY_LAG_SECONDS = Gauge("relay_lag_seconds", "Age of the oldest claimable task")
 RECONCILED_ORDERS = Counter("reconciled_order_changes_total", "Order changes found by periodic reconciliation")
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries_total", "Webhook delivery attempts by what they led to", ["outcome"]
+)  # outcome: delivered | retrying | dead
+WEBHOOK_SECONDS = Histogram(
+    "webhook_delivery_duration_seconds",
+    "One webhook POST, until the answer or the timeout",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_PENDING = Gauge("webhook_deliveries_pending", "Deliveries waiting to be sent (sampled by /health)")

@@ -1,0 +1,318 @@
+"""Sending webhook deliveries: claim, POST, record; in every process, isolated per endpoint.
+
+* Claims take a lease (`sending`) with `FOR UPDATE SKIP LOCKED`, so processes share the work and a
+  delivery is sent by one of them at a time; a lease that runs out (a process died mid-send) sends
+  the delivery again, with the same `webhook-id`, so receivers can drop the duplicate.
+* Each delivery is its own task. At most `WEBHOOK_CONCURRENCY` are in flight per process and at
+  most `WEBHOOK_ENDPOINT_CONCURRENCY` per endpoint, so an endpoint that hangs until the timeout
+  ties up only its own share and never delays the others.
+* Results are recorded in batches (one statement for the deliveries, one for their endpoints):
+  2xx is delivered; anything else (redirects are not followed) retries on `WEBHOOK_RETRY_SCHEDULE`
+  with jitter, honouring `Retry-After`, and is dead (replayable) after the last attempt. A 410, or
+  failing without a single success for `WEBHOOK_DISABLE_AFTER` seconds, disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from ticker_service import __version__
+from ticker_service.settings import Settings
+from ticker_service.system import metrics
+from ticker_service.webhooks import signing
+from ticker_service.webhooks.urls import UnsafeUrl, UrlGuard
+
+log = structlog.get_logger("ticker.webhooks")
+
+_CLAIM = """
+WITH due AS (
+    SELECT d.delivery_id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries AS d
+    JOIN webhooks AS w ON w.webhook_id = d.webhook_id
+    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now() AND w.active
+      AND NOT (d.webhook_id = ANY($3::text[]))
+    ORDER BY d.next_attempt_at
+    LIMIT 2000
+), fair AS (
+    SELECT delivery_id, next_attempt_at FROM (
+        SELECT delivery_id, next_attempt_at,
+               row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at) AS rn
+        FROM due
+    ) AS x
+    WHERE x.rn <= $5
+    ORDER BY next_attempt_at
+    LIMIT $4
+), c AS (
+    SELECT d.delivery_id FROM webhook_deliveries AS d JOIN fair ON fair.delivery_id = d.delivery_id
+    WHERE d.status IN ('pending', 'retrying')
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_deliveries AS d SET status = 'sending', attempts = d.attempts + 1, lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
+FROM c, webhooks AS w
+WHERE d.delivery_id = c.delivery_id AND w.webhook_id = d.webhook_id
+RETURNING d.delivery_id, d.webhook_id, d.event_id, d.attempts, d.body, w.url, w.secret
+"""
+_RECORD = """
+UPDATE webhook_deliveries AS d SET status = u.status, last_status_code = u.code, last_error = u.error,
+    next_attempt_at = now() + make_interval(secs => u.delay),
+    delivered_at = CASE WHEN u.status = 'delivered' THEN now() ELSE d.delivered_at END,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::float8[])
+    AS u(delivery_id, attempts, status, code, error, delay)
+WHERE d.delivery_id = u.delivery_id AND d.status = 'sending' AND d.lease_owner = $7 AND d.attempts = u.attempts
+"""
+# Per endpoint in a batch: ok (any 2xx), gone (a 410). A failure starts (or continues) the endpoint's
+# failing period; past WEBHOOK_DISABLE_AFTER without a success, or on a 410, it is disabled.
+_ENDPOINTS = """
+WITH u AS (
+    SELECT u.webhook_id, u.ok, u.gone,
+           NOT u.ok AND COALESCE(w.failing_since, now()) <= now() - make_interval(secs => $4) AS too_long
+    FROM unnest($1::text[], $2::bool[], $3::bool[]) AS u(webhook_id, ok, gone)
+    JOIN webhooks AS w ON w.webhook_id = u.webhook_id
+)
+UPDATE webhooks AS w SET
+    last_success_at = CASE WHEN u.ok THEN now() ELSE w.last_success_at END,
+    failing_since = CASE WHEN u.ok THEN NULL ELSE COALESCE(w.failing_since, now()) END,
+    active = w.active AND NOT (u.gone OR u.too_long),
+    disabled_at = CASE WHEN w.active AND (u.gone OR u.too_long) THEN now() ELSE w.disabled_at END,
+    disabled_reason = CASE
+        WHEN NOT w.active THEN w.disabled_reason
+        WHEN u.gone THEN 'the receiver answered 410 Gone'
+        WHEN u.too_long THEN 'no successful delivery for ' || $4::text || ' seconds'
+        ELSE w.disabled_reason END,
+    updated_at = now()
+FROM u
+WHERE w.webhook_id = u.webhook_id
+  AND NOT (u.ok AND w.failing_since IS NULL AND w.last_success_at > now() - interval '1 second')
+"""
+_EXPIRED = """
+UPDATE webhook_deliveries SET status = 'retrying', lease_owner = NULL, lease_expires_at = NULL,
+    next_attempt_at = now(), last_error = 'the sending process stopped before recording the result'
+WHERE status = 'sending' AND lease_expires_at < now()
+"""
+
+
+@dataclass(slots=True)
+class Result:
+    delivery_id: str
+    webhook_id: str
+    attempts: int
+    code: int | None
+    error: str | None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    return None
+
+
+class DeliverySender:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, guard: UrlGuard) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.guard = guard
+        self.owner = f"{settings.instance_id}:webhooks"
+        self.schedule = settings.webhook_retry_schedule
+        self._inflight: Counter[str] = Counter()
+        self._total = 0
+        self._wake = asyncio.Event()
+        self._results: list[Result] = []
+        self._results_ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._rng = random.Random()
+        self._keys: dict[str, bytes] = {}
+
+    def notify(self, _payload: str = "") -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+            connector=aiohttp.TCPConnector(limit=self.settings.webhook_concurrency, ttl_dns_cache=30),
+            headers={"User-Agent": f"ticker-service/{__version__}"},
+        )
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="webhook-claims"),
+            asyncio.create_task(self._record_loop(), name="webhook-results"),
+        ]
+
+    async def stop(self) -> None:
+        """Let in-flight sends finish (they are bounded by the timeout) and record them."""
+        self._stop.set()
+        self._wake.set()
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=self.settings.webhook_timeout + 1)
+        self._results_ready.set()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=5)
+        if self._session is not None:
+            await self._session.close()
+
+    # ---- claiming ------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        last_sweep = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - last_sweep > self.settings.poll_interval:
+                    last_sweep = time.monotonic()
+                    await self.pool.execute(_EXPIRED)
+                if await self._claim_some():
+                    continue
+            except Exception:
+                log.exception("claiming webhook deliveries failed")
+            await self._pause(self.settings.poll_interval)
+
+    async def _claim_some(self) -> bool:
+        """Claim into the free slots; True when it filled them (more may be due)."""
+        free = self.settings.webhook_concurrency - self._total
+        if free <= 0:
+            return False
+        per_endpoint = self.settings.webhook_endpoint_concurrency
+        busy = [w for w, n in self._inflight.items() if n >= per_endpoint]
+        want = min(free, 200)
+        lease = float(self.settings.webhook_timeout + 30)
+        rows = await self.pool.fetch(_CLAIM, self.owner, lease, busy, want, per_endpoint)
+        for row in rows:
+            self._inflight[row["webhook_id"]] += 1
+            self._total += 1
+            task = asyncio.create_task(self._send(row))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+        return len(rows) == want
+
+    async def _pause(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    # ---- sending -------------------------------------------------------------------------------
+
+    def _key(self, secret: str) -> bytes:
+        key = self._keys.get(secret)
+        if key is None:
+            key = self._keys[secret] = signing.signing_key(secret)
+        return key
+
+    async def _send(self, row: Any) -> None:
+        body: bytes = row["body"].encode()
+        result = Result(row["delivery_id"], row["webhook_id"], row["attempts"], None, None)
+        started = time.perf_counter()
+        try:
+            assert self._session is not None
+            await self.guard.check(row["url"])
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "X-Webhook-Secret": row["secret"],
+                "webhook-id": row["event_id"],
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signing.sign(self._key(row["secret"]), row["event_id"], timestamp, body),
+            }
+            async with self._session.post(row["url"], data=body, headers=headers, allow_redirects=False) as resp:
+                result.code = resp.status
+                result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                await resp.content.read(64 * 1024)
+            if not result.ok:
+                result.error = f"HTTP {resp.status}" + (
+                    ": redirects are not followed" if 300 <= resp.status < 400 else ""
+                )
+        except UnsafeUrl as exc:
+            result.error = str(exc)
+        except TimeoutError:
+            result.error = f"no answer within {self.settings.webhook_timeout:g} s"
+        except aiohttp.ClientError as exc:
+            result.error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # a bug must not lose the result
+            log.exception("webhook send failed unexpectedly", delivery_id=row["delivery_id"])
+            result.error = f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
+            self._inflight[row["webhook_id"]] -= 1
+            if self._inflight[row["webhook_id"]] <= 0:
+                del self._inflight[row["webhook_id"]]
+            self._total -= 1
+            self._results.append(result)
+            self._results_ready.set()
+            self._wake.set()
+
+    # ---- recording -----------------------------------------------------------------------------
+
+    def _next(self, result: Result) -> tuple[str, float]:
+        """(delivery status, seconds until the next attempt)."""
+        if result.ok:
+            return "delivered", 0.0
+        if result.code == 410 or result.attempts > len(self.schedule):
+            return "dead", 0.0
+        delay = self.schedule[result.attempts - 1] * (0.8 + 0.4 * self._rng.random())
+        if result.retry_after is not None:  # the receiver's own pace, within reason (a day at most)
+            delay = max(delay, min(result.retry_after, 86_400.0))
+        return "retrying", delay
+
+    async def _record_loop(self) -> None:
+        while not (self._stop.is_set() and not self._sends and not self._results):
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await asyncio.sleep(0.005)  # let a few more finish: one statement records them all
+            batch, self._results = self._results, []
+            if not batch:
+                continue
+            try:
+                await self._record(batch)
+            except Exception:
+                log.exception("recording webhook results failed; the leases will resend them", n=len(batch))
+
+    async def _record(self, batch: list[Result]) -> None:
+        decided = [(r, *self._next(r)) for r in batch]
+        endpoints: dict[str, tuple[bool, bool]] = {}
+        for r, _, _ in decided:
+            ok, gone = endpoints.get(r.webhook_id, (False, False))
+            endpoints[r.webhook_id] = (ok or r.ok, gone or r.code == 410)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                _RECORD,
+                [r.delivery_id for r, _, _ in decided],
+                [r.attempts for r, _, _ in decided],
+                [status for _, status, _ in decided],
+                [r.code for r, _, _ in decided],
+                [r.error for r, _, _ in decided],
+                [delay for _, _, delay in decided],
+                self.owner,
+            )
+            await conn.execute(
+                _ENDPOINTS,
+                list(endpoints),
+                [v[0] for v in endpoints.values()],
+                [v[1] for v in endpoints.values()],
+                float(self.settings.webhook_disable_after),
+            )
+        for _, status, _ in decided:
+            metrics.WEBHOOK_DELIVERIES.labels(outcome=status).inc()
