@@ -199,7 +199,7 @@ class DeliverySender:
         per_endpoint = self.settings.webhook_endpoint_concurrency
         busy = [w for w, n in self._inflight.items() if n >= per_endpoint]
         want = min(free, 200)
-        lease = float(self.settings.webhook_timeout + 30)
+        lease = float(2 * self.settings.webhook_timeout + 5)  # the send is bounded by the timeout
         rows = await self.pool.fetch(_CLAIM, self.owner, lease, busy, want, per_endpoint)
         for row in rows:
             self._inflight[row["webhook_id"]] += 1
