@@ -19,6 +19,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticker_service import __version__
+from ticker_service.batches.controllers import BatchesController
+from ticker_service.batches.service import BatchService
 from ticker_service.db.embedded import resolve_database_url
 from ticker_service.db.migrate import run_migrations
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
@@ -50,6 +52,11 @@ def provide_order_service(state: State) -> OrderService:
 def provide_webhook_service(state: State) -> WebhookService:
     runtime: Runtime = state.runtime
     return runtime.webhooks
+
+
+def provide_batch_service(state: State) -> BatchService:
+    runtime: Runtime = state.runtime
+    return runtime.batches
 
 
 def provide_caller(request: Request[Any, Any, Any], order_service: NamedDependency[OrderService]) -> Caller:
@@ -120,12 +127,20 @@ def create_app(settings: Settings, database_url: str | None = None, *, migrate: 
             await runtime.stop()
 
     return Litestar(
-        route_handlers=[OrdersController, TasksController, PortfolioController, WebhooksController, SystemController],
+        route_handlers=[
+            OrdersController,
+            TasksController,
+            PortfolioController,
+            BatchesController,
+            WebhooksController,
+            SystemController,
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "order_service": Provide(provide_order_service, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
             "webhook_service": Provide(provide_webhook_service, sync_to_thread=False),
+            "batch_service": Provide(provide_batch_service, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

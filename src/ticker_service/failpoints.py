@@ -1,9 +1,10 @@
 """Crash points for the crash tests.
 
-`TICKER_FAILPOINTS=name[,name]` makes the process SIGKILL itself when it reaches one of the named
-points, so a test can crash it at an exact, otherwise unreachable moment (for example between the
-paper broker committing a fill and the service recording its event). Unset in normal operation,
-where `failpoint()` is a set lookup.
+`TICKER_FAILPOINTS=name[@n][,name[@n]]` makes the process SIGKILL itself when it reaches one of the
+named points (the n-th time, 1 by default), so a test can crash it at an exact, otherwise
+unreachable moment (for example between the paper broker committing a fill and the service
+recording its event, or in the middle of a batch). Unset in normal operation, where `failpoint()`
+is a dict lookup.
 """
 
 from __future__ import annotations
@@ -11,9 +12,22 @@ from __future__ import annotations
 import os
 import signal
 
-_ENABLED = frozenset(p.strip() for p in os.environ.get("TICKER_FAILPOINTS", "").split(",") if p.strip())
+
+def _parse(raw: str) -> dict[str, int]:
+    points: dict[str, int] = {}
+    for item in (p.strip() for p in raw.split(",")):
+        if item:
+            name, _, nth = item.partition("@")
+            points[name] = int(nth or 1)
+    return points
+
+
+_ENABLED = _parse(os.environ.get("TICKER_FAILPOINTS", ""))
+_hits: dict[str, int] = {}
 
 
 def failpoint(name: str) -> None:
     if name in _ENABLED:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _hits[name] = _hits.get(name, 0) + 1
+        if _hits[name] >= _ENABLED[name]:
+            os.kill(os.getpid(), signal.SIGKILL)

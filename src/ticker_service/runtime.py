@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker
 from ticker_service.brokers.paper.broker import PaperBroker
 from ticker_service.db.engine import asyncpg_dsn, create_engine
@@ -85,6 +86,7 @@ class Runtime:
         self.brokers = build_brokers(self.settings, self.pool, self.instruments)
         self.relay = Relay(self.pool, self.brokers.__getitem__, self.settings, on_task_resolved=self.waiters.resolve)
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        self.batches = BatchService(self.pool, self.orders, self.waiters)
         guard = UrlGuard(self.settings.webhook_allow_private)
         self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts))
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)

@@ -61,6 +61,7 @@ order_tasks = Table(
     Column("unknown_since", TZ),
     Column("batch_id", Text),
     Column("batch_index", Integer),
+    Column("batch_role", Text),  # leg | cancel | square_off (the last two roll a leg back)
     UniqueConstraint("account_id", "idempotency_key", name="uq_order_tasks_account_idempotency"),
     Index(
         "ix_order_tasks_claimable",
@@ -71,6 +72,7 @@ order_tasks = Table(
     Index("ix_order_tasks_status", "status"),
     Index("ix_order_tasks_account_created", "account_id", "created_at"),
     Index("ix_order_tasks_order_id", "order_id"),
+    Index("ix_order_tasks_batch", "batch_id", "batch_index"),
 )
 
 orders = Table(
@@ -245,4 +247,25 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'retrying')")),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
     Index("ix_webhook_deliveries_sending", "lease_expires_at", postgresql_where=text("status = 'sending'")),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("rollback_on_failure", Boolean, nullable=False),
+    Column("rollback_mode", Text, nullable=False),  # cancel | square_off
+    Column("total", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # running | rolling_back | completed | failed | rollback_failed
+    Column("failed_index", Integer),
+    Column("failure", Text),  # the failed leg's message
+    Column("rollback", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # leg index -> outcome
+    Column("error", Text),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("completed_at", TZ),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_batches_account_idempotency"),
 )

@@ -24,8 +24,10 @@ from ticker_service.outbox.writer import append_events
 
 PENDING, RUNNING, RETRYING, UNKNOWN = "pending", "running", "retrying", "unknown"
 COMPLETED, REJECTED, FAILED, DEAD_LETTER = "completed", "rejected", "failed", "dead_letter"
-TASK_STATUSES = (PENDING, RUNNING, RETRYING, UNKNOWN, COMPLETED, REJECTED, FAILED, DEAD_LETTER)
-RESOLVED = frozenset({COMPLETED, REJECTED, FAILED, DEAD_LETTER})
+# batch legs: WAITING until the leg before is resolved; SKIPPED when an earlier leg failed (never sent)
+WAITING, SKIPPED = "waiting", "skipped"
+TASK_STATUSES = (PENDING, RUNNING, RETRYING, UNKNOWN, COMPLETED, REJECTED, FAILED, DEAD_LETTER, WAITING, SKIPPED)
+RESOLVED = frozenset({COMPLETED, REJECTED, FAILED, DEAD_LETTER, SKIPPED})
 IN_FLIGHT = (PENDING, RUNNING, RETRYING, UNKNOWN)
 
 _encoder = msgspec.json.Encoder(order="sorted")

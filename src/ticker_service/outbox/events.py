@@ -23,7 +23,8 @@ ORDER_EVENTS = (
     "order_updated",
 )
 TASK_EVENTS = ("task_status",)
-ALL_EVENTS = ORDER_EVENTS + TASK_EVENTS
+BATCH_EVENTS = ("batch_completed", "batch_failed", "batch_rollback_failed")
+ALL_EVENTS = ORDER_EVENTS + TASK_EVENTS + BATCH_EVENTS
 
 STATUS_EVENTS = {"COMPLETE": "order_completed", "REJECTED": "order_rejected", "CANCELLED": "order_cancelled"}
 

@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ticker_service.batches.progress import BatchProgress
 from ticker_service.brokers.base import (
     TERMINAL_ORDER_STATUSES,
     Broker,
@@ -149,6 +150,7 @@ class Relay:
         *,
         on_task_resolved: Callable[[str], None] | None = None,
     ) -> None:
+        self.batches = BatchProgress(settings.max_attempts, settings.default_expires_in)
         self.pool = pool
         self.brokers = brokers
         self.settings = settings
@@ -357,6 +359,9 @@ class Relay:
             )
         else:
             outcome = Outcome("rejected", f"unknown operation {operation!r}")
+        if operation in ("modify_order", "cancel_order") and outcome.kind == "rejected" and outcome.order is None:
+            # why it was refused matters (a filled order cannot be cancelled: a batch squares it off)
+            outcome = Outcome("rejected", outcome.message, order=await self._fetch(broker, task["order_id"]))
         await self._finish(task, owner, outcome)
 
     async def _fetch(self, broker: Broker, order_id: str) -> BrokerOrder | None:
@@ -419,10 +424,15 @@ class Relay:
                 conn, task, COMPLETED, None, events, order_id=order_id, result=result, status_first=True
             )
         if kind == "rejected":
-            rejected = [task_failure_event("order_rejected", task, outcome.message or "rejected")]
-            return await self._set_final(
-                conn, task, REJECTED, outcome.message, rejected if operation == "place_order" else []
-            )
+            if operation == "place_order":
+                events = [task_failure_event("order_rejected", task, outcome.message or "rejected")]
+                return await self._set_final(conn, task, REJECTED, outcome.message, events)
+            changes: list[NewEvent] = []
+            refused: dict[str, Any] | None = None
+            if outcome.order is not None:  # the order as it is now, e.g. COMPLETE for a refused cancel
+                changes = await apply_snapshot(conn, task["account_id"], outcome.order)
+                refused = {"order_id": task.get("order_id"), "order_status": outcome.order.status}
+            return await self._set_final(conn, task, REJECTED, outcome.message, changes, result=refused)
         if kind == "expired":
             return await self._give_up(conn, task, FAILED, outcome.message or "deadline passed; not placed")
         if kind == "auth":
@@ -515,6 +525,8 @@ class Relay:
             task, status, order_id=order_id or task.get("order_id"), result=result, error=error
         )
         ordered = [status_event, *events] if status_first else [*events, status_event]
+        if task.get("batch_id") and status in RESOLVED:  # the batch moves on in this same transaction
+            ordered += await self.batches.on_task_final(conn, task, status, result, error)
         await append_events(conn, task["account_id"], ordered)
         return status
 

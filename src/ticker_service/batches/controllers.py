@@ -1,0 +1,58 @@
+"""HTTP controller for batch orders. Thin: parse, authorize, call the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
+from ticker_service.batches.service import BatchService
+from ticker_service.batches.views import FINAL
+from ticker_service.system.auth import Caller
+from ticker_service.system.errors import ApiError
+
+Wait = Annotated[
+    float,
+    QueryParameter(ge=0, le=30, description="Seconds to wait for the batch to finish, rollback included"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False),
+]
+
+
+class BatchesController(Controller):
+    path = "/advanced/batch-orders"
+    tags = ["batches"]
+
+    @post(
+        "/",
+        summary="Place 1 to 20 orders in order, rolling back on failure",
+        description="201 once the batch has finished (success true or false, rollback done); 202 while it runs.",
+        status_code=201,
+    )
+    async def place(
+        self,
+        data: JSONBody[BatchOrdersRequest],
+        batch_service: NamedDependency[BatchService],
+        caller: NamedDependency[Caller],
+        idempotency_key: IdempotencyKey = None,
+        wait: Wait = 5.0,
+    ) -> Response[BatchView]:
+        caller.require(data.account_id)
+        batch_id, _ = await batch_service.submit(data, idempotency_key)
+        view = await batch_service.answer(batch_id, wait)
+        return Response(view, status_code=201 if view.status in FINAL else 202)
+
+    @get("/{batch_id:str}", summary="A batch, as it stands")
+    async def get_batch(
+        self, batch_id: FromPath[str], batch_service: NamedDependency[BatchService], caller: NamedDependency[Caller]
+    ) -> BatchView:
+        view = await batch_service.view(batch_id)
+        if view is None:
+            raise ApiError(404, f"batch_id: no batch {batch_id!r}")
+        caller.require(view.account_id)
+        return view

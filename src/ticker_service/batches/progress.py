@@ -1,0 +1,309 @@
+"""How a batch moves on: called in the relay's finish transaction of each of its tasks.
+
+Because every step happens in the same transaction as the task's final state, a crash anywhere
+leaves the batch consistent: the next leg is claimable exactly when the one before it is resolved,
+the remaining legs are skipped in the transaction that records a failure, and rollback tasks are
+created with it. The batch row is locked first, so rollback tasks finishing together are serialized.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ticker_service.orders.tasks import COMPLETED, PENDING, SKIPPED, new_broker_tag
+from ticker_service.outbox.events import NewEvent, new_event, task_status_event
+from ticker_service.outbox.writer import notify_task_done
+
+# A leg succeeds when the broker reports its order in one of these states
+SUCCESS_STATUSES = frozenset(
+    {
+        "OPEN",
+        "TRIGGER PENDING",
+        "COMPLETE",
+        "AMO REQ RECEIVED",
+        "PUT ORDER REQ RECEIVED",
+        "VALIDATION PENDING",
+        "OPEN PENDING",
+        "MODIFY PENDING",
+        "MODIFY VALIDATION PENDING",
+    }
+)
+CANCELLABLE = SUCCESS_STATUSES - {"COMPLETE"}
+_encoder = msgspec.json.Encoder()
+
+_LEGS = """
+SELECT t.task_id, t.batch_index, t.status, t.order_id, t.last_error, t.result, t.params, t.account_id,
+       o.status AS order_status, o.status_message, o.filled_quantity, o.exchange, o.tradingsymbol, o.product,
+       o.transaction_type
+FROM order_tasks AS t
+LEFT JOIN orders AS o ON o.account_id = t.account_id AND o.order_id = t.order_id
+WHERE t.batch_id = $1 AND t.batch_role = 'leg'
+ORDER BY t.batch_index
+"""
+_PROMOTE = """
+UPDATE order_tasks SET status = 'pending', next_attempt_at = now(), updated_at = now(),
+    deadline_at = now() + make_interval(secs => expires_in::float8)
+WHERE batch_id = $1 AND batch_role = 'leg' AND batch_index = $2 AND status = 'waiting'
+RETURNING *
+"""
+_SKIP = """
+UPDATE order_tasks SET status = 'skipped', updated_at = now(), last_error = $2
+WHERE batch_id = $1 AND batch_role = 'leg' AND status = 'waiting'
+RETURNING *
+"""
+_INSERT_TASK = """
+INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
+    created_at, updated_at, account_id, broker_tag, order_id, next_attempt_at, expires_in, deadline_at,
+    batch_id, batch_index, batch_role)
+VALUES ($1, $1, '', $2, $3::jsonb, 'pending', 0, $4, now(), now(), $5, $6, $7, now(), $8::numeric,
+    now() + make_interval(secs => $8::float8), $9, $10, $11)
+RETURNING *
+"""
+
+
+def leg_order_status(leg: Mapping[str, Any]) -> str | None:
+    status: str | None = leg["order_status"] or (leg["result"] or {}).get("order_status")
+    return status
+
+
+def leg_ok(leg: Mapping[str, Any]) -> bool:
+    return leg["status"] == COMPLETED and leg_order_status(leg) in SUCCESS_STATUSES
+
+
+def leg_error(leg: Mapping[str, Any]) -> str | None:
+    if leg["status"] == COMPLETED and leg_order_status(leg) not in SUCCESS_STATUSES:
+        return str(leg["status_message"] or f"the order is {leg_order_status(leg)}")
+    error: str | None = leg["last_error"]
+    return error
+
+
+async def _new_task(
+    conn: asyncpg.Connection,
+    batch: Mapping[str, Any],
+    *,
+    operation: str,
+    params: dict[str, Any],
+    index: int,
+    role: str,
+    order_id: str | None,
+    max_attempts: int,
+    expires_in: float,
+) -> Mapping[str, Any]:
+    row = await conn.fetchrow(
+        _INSERT_TASK,
+        f"task_{uuid.uuid4().hex}",
+        operation,
+        _encoder.encode(params).decode(),
+        max_attempts,
+        batch["account_id"],
+        new_broker_tag(),
+        order_id,
+        float(expires_in),
+        batch["batch_id"],
+        index,
+        role,
+    )
+    await conn.execute("SELECT pg_notify('ticker_tasks', '')")
+    return row  # type: ignore[no-any-return]
+
+
+def square_off_params(leg: Mapping[str, Any]) -> dict[str, Any]:
+    """An opposite MARKET order for what the leg filled."""
+    params = leg["params"]
+    filled = int(leg["filled_quantity"] or params["quantity"])
+    return {
+        "exchange": leg["exchange"] or params["exchange"],
+        "tradingsymbol": leg["tradingsymbol"] or params["tradingsymbol"],
+        "transaction_type": "SELL" if params["transaction_type"] == "BUY" else "BUY",
+        "quantity": filled,
+        "product": leg["product"] or params["product"],
+        "order_type": "MARKET",
+        "variety": "regular",
+        "validity": "DAY",
+        "market_protection": -1,
+    }
+
+
+class BatchProgress:
+    def __init__(self, max_attempts: int, rollback_expires_in: float) -> None:
+        self.max_attempts = max_attempts
+        self.rollback_expires_in = rollback_expires_in
+
+    async def on_task_final(
+        self,
+        conn: asyncpg.Connection,
+        task: Mapping[str, Any],
+        status: str,
+        result: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> list[NewEvent]:
+        """Advance the task's batch; returns the events to append with the task's own."""
+        batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1 FOR UPDATE", task["batch_id"])
+        if batch is None or batch["status"] not in ("running", "rolling_back"):
+            return []
+        index: int = task["batch_index"]
+        order_status = (result or {}).get("order_status")
+        if task["batch_role"] == "leg":
+            return await self._leg_done(conn, batch, index, status == COMPLETED and order_status in SUCCESS_STATUSES)
+        return await self._rollback_done(conn, batch, task, index, status, order_status, error)
+
+    async def _leg_done(
+        self, conn: asyncpg.Connection, batch: Mapping[str, Any], index: int, ok: bool
+    ) -> list[NewEvent]:
+        if ok or not batch["rollback_on_failure"]:
+            promoted = await conn.fetchrow(_PROMOTE, batch["batch_id"], index + 1)
+            if promoted is not None:
+                await conn.execute("SELECT pg_notify('ticker_tasks', '')")
+                return [task_status_event(promoted, PENDING)]
+            return await self._finish(conn, batch["batch_id"])
+        legs = await conn.fetch(_LEGS, batch["batch_id"])
+        failure = leg_error(legs[index]) or "failed"
+        events: list[NewEvent] = []
+        skipped = await conn.fetch(_SKIP, batch["batch_id"], f"not placed: order {index} of the batch failed")
+        events += [task_status_event(row, SKIPPED, error=row["last_error"]) for row in skipped]
+        rollback: dict[str, Any] = {}
+        for leg in legs[:index]:
+            key = str(leg["batch_index"])
+            state = leg_order_status(leg)
+            if state in CANCELLABLE:
+                row = await self._cancel_task(conn, batch, leg)
+                rollback[key] = {"outcome": "pending", "action": "cancel", "task_id": row["task_id"]}
+                events.append(task_status_event(row, PENDING))
+            elif state == "COMPLETE" and batch["rollback_mode"] == "square_off":
+                row = await self._square_off_task(conn, batch, leg)
+                rollback[key] = {"outcome": "pending", "action": "square_off", "task_id": row["task_id"]}
+                events.append(task_status_event(row, PENDING))
+            elif state == "COMPLETE":
+                rollback[key] = {"outcome": "not_rolled_back", "message": "filled; cancel mode does not square off"}
+            else:
+                rollback[key] = {"outcome": "not_rolled_back", "message": f"the order is {state}; nothing to undo"}
+        await conn.execute(
+            "UPDATE batches SET status = 'rolling_back', failed_index = $2, failure = $3, rollback = $4::jsonb, "
+            "updated_at = now() WHERE batch_id = $1",
+            batch["batch_id"],
+            index,
+            failure,
+            _encoder.encode(rollback).decode(),
+        )
+        if not any(v["outcome"] == "pending" for v in rollback.values()):
+            events += await self._finish(conn, batch["batch_id"])
+        return events
+
+    async def _cancel_task(self, conn: asyncpg.Connection, batch: Mapping[str, Any], leg: Mapping[str, Any]) -> Any:
+        return await _new_task(
+            conn,
+            batch,
+            operation="cancel_order",
+            params={"variety": leg["params"].get("variety") or "regular"},
+            index=leg["batch_index"],
+            role="cancel",
+            order_id=leg["order_id"],
+            max_attempts=self.max_attempts,
+            expires_in=self.rollback_expires_in,
+        )
+
+    async def _square_off_task(self, conn: asyncpg.Connection, batch: Mapping[str, Any], leg: Mapping[str, Any]) -> Any:
+        return await _new_task(
+            conn,
+            batch,
+            operation="place_order",
+            params=square_off_params(leg),
+            index=leg["batch_index"],
+            role="square_off",
+            order_id=None,
+            max_attempts=self.max_attempts,
+            expires_in=self.rollback_expires_in,
+        )
+
+    async def _rollback_done(
+        self,
+        conn: asyncpg.Connection,
+        batch: Mapping[str, Any],
+        task: Mapping[str, Any],
+        index: int,
+        status: str,
+        order_status: str | None,
+        error: str | None,
+    ) -> list[NewEvent]:
+        rollback = dict(batch["rollback"])
+        key = str(index)
+        events: list[NewEvent] = []
+        if task["batch_role"] == "cancel":
+            if status == COMPLETED and order_status == "CANCELLED":
+                rollback[key] = {"outcome": "cancelled", "action": "cancel", "task_id": task["task_id"]}
+            elif order_status == "COMPLETE" and batch["rollback_mode"] == "square_off":
+                legs = await conn.fetch(_LEGS, batch["batch_id"])
+                row = await self._square_off_task(conn, batch, legs[index])
+                rollback[key] = {"outcome": "pending", "action": "square_off", "task_id": row["task_id"]}
+                events.append(task_status_event(row, PENDING))
+            elif order_status == "COMPLETE":
+                rollback[key] = {
+                    "outcome": "not_rolled_back",
+                    "action": "cancel",
+                    "task_id": task["task_id"],
+                    "message": "filled while its cancel was in flight; cancel mode does not square off",
+                }
+            else:
+                rollback[key] = {
+                    "outcome": "failed",
+                    "action": "cancel",
+                    "task_id": task["task_id"],
+                    "message": error or f"cancel ended {status}",
+                }
+        else:  # square_off
+            if status == COMPLETED and order_status == "COMPLETE":
+                rollback[key] = {"outcome": "squared_off", "action": "square_off", "task_id": task["task_id"]}
+            else:
+                rollback[key] = {
+                    "outcome": "failed",
+                    "action": "square_off",
+                    "task_id": task["task_id"],
+                    "message": error or f"square-off order is {order_status or status}",
+                }
+        await conn.execute(
+            "UPDATE batches SET rollback = $2::jsonb, updated_at = now() WHERE batch_id = $1",
+            batch["batch_id"],
+            _encoder.encode(rollback).decode(),
+        )
+        if not any(v["outcome"] == "pending" for v in rollback.values()):
+            events += await self._finish(conn, batch["batch_id"])
+        return events
+
+    async def _finish(self, conn: asyncpg.Connection, batch_id: str) -> list[NewEvent]:
+        from ticker_service.batches.views import load_view  # the view module reads what this one writes
+
+        batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
+        legs = await conn.fetch(_LEGS, batch_id)
+        rollback: dict[str, Any] = dict(batch["rollback"])
+        error: str | None
+        if batch["status"] == "rolling_back":
+            undone = sum(1 for v in rollback.values() if v["outcome"] in ("cancelled", "squared_off"))
+            error = (
+                f"Order {batch['failed_index']} failed: {batch['failure'].rstrip('.')}. Rolled back {undone} orders."
+            )
+            for key, value in sorted(rollback.items(), key=lambda kv: int(kv[0])):
+                if value["outcome"] == "not_rolled_back":
+                    error += f" Order {key} not rolled back: {value['message']}."
+                elif value["outcome"] == "failed":
+                    error += f" Rolling back order {key} failed: {value['message']}."
+            final = "rollback_failed" if any(v["outcome"] == "failed" for v in rollback.values()) else "failed"
+        else:
+            failures = [f"Order {leg['batch_index']} failed: {leg_error(leg)}" for leg in legs if not leg_ok(leg)]
+            final = "failed" if failures else "completed"
+            error = "; ".join(failures) + "." if failures else None
+        await conn.execute(
+            "UPDATE batches SET status = $2, error = $3, completed_at = now(), updated_at = now() WHERE batch_id = $1",
+            batch_id,
+            final,
+            error,
+        )
+        view = await load_view(conn, batch_id)
+        assert view is not None
+        await notify_task_done(conn, batch_id)
+        name = {"completed": "batch_completed", "failed": "batch_failed"}.get(final, "batch_rollback_failed")
+        return [new_event(name, msgspec.to_builtins(view), task_id=None, order_id=None)]

@@ -1,0 +1,71 @@
+"""Batch request and answer schemas (msgspec), as the spec shows them plus `legs`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ticker_service.orders.schemas import (
+    AccountId,
+    ClientTag,
+    Exchange,
+    ExpiresIn,
+    OrderType,
+    Price,
+    Product,
+    Quantity,
+    TransactionType,
+    Validity,
+    Variety,
+)
+
+
+class BatchLeg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    exchange: Exchange
+    tradingsymbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    transaction_type: TransactionType
+    quantity: Quantity
+    product: Product
+    order_type: OrderType
+    variety: Variety = "regular"
+    price: Price | None = None
+    trigger_price: Price | None = None
+    validity: Validity = "DAY"
+    disclosed_quantity: Annotated[int, Meta(ge=0)] | None = None
+    tag: ClientTag | None = None
+
+
+class BatchOrdersRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    orders: Annotated[list[BatchLeg], Meta(min_length=1, max_length=20)]
+    account_id: AccountId = "primary"
+    rollback_on_failure: bool = True
+    rollback_mode: Literal["cancel", "square_off"] = "cancel"
+    expires_in: ExpiresIn | None = None  # per leg, from when it becomes the one to place
+
+
+class LegView(msgspec.Struct, kw_only=True):
+    index: int
+    task_id: str
+    order_id: str | None
+    status: str  # the leg task's state (waiting, pending, ..., completed, rejected, skipped)
+    order_status: str | None
+    error: str | None
+    rollback: dict[str, Any] | None  # {"outcome": cancelled|squared_off|not_rolled_back|failed|pending, ...}
+
+
+class BatchView(msgspec.Struct, kw_only=True):
+    batch_id: str
+    success: bool
+    status: str  # running | rolling_back | completed | failed | rollback_failed
+    total_orders: int
+    succeeded: int
+    failed: int
+    created_at: str | None
+    completed_at: str | None
+    error: str | None
+    account_id: str
+    rollback_on_failure: bool
+    rollback_mode: str
+    legs: list[LegView]

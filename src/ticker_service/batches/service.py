@@ -1,0 +1,123 @@
+"""Batch intake and answers.
+
+Every leg is validated before anything is written; then the batch row and all its leg tasks are
+written in one transaction (the first leg `pending`, the others `waiting`), with the first leg's
+event. From there the relay runs the legs one after another (see `progress`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
+from ticker_service.batches.views import FINAL, load_view
+from ticker_service.orders.schemas import PlaceOrderRequest
+from ticker_service.orders.service import OrderService
+from ticker_service.orders.tasks import PENDING, IdempotencyConflict, new_broker_tag
+from ticker_service.orders.waiters import TaskWaiters
+from ticker_service.outbox.events import task_status_event
+from ticker_service.outbox.writer import append_events
+from ticker_service.system.errors import FieldError
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+_BATCH = """
+INSERT INTO batches (batch_id, account_id, idempotency_key, request_hash, rollback_on_failure, rollback_mode, total,
+    status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')
+ON CONFLICT (account_id, idempotency_key) DO NOTHING
+RETURNING batch_id
+"""
+_LEGS = """
+INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
+    created_at, updated_at, account_id, broker_tag, next_attempt_at, expires_in, deadline_at,
+    batch_id, batch_index, batch_role)
+SELECT l.task_id, l.task_id, $1, 'place_order', l.params::jsonb,
+    CASE WHEN l.i = 0 THEN 'pending' ELSE 'waiting' END, 0, $2, now(), now(), $3, l.tag, now(), $4::numeric,
+    now() + make_interval(secs => $4::float8), $5, l.i, 'leg'
+FROM unnest($6::text[], $7::text[], $8::text[], $9::int[]) AS l(task_id, params, tag, i)
+RETURNING *
+"""
+
+
+class BatchService:
+    def __init__(self, pool: asyncpg.Pool, orders: OrderService, waiters: TaskWaiters) -> None:
+        self.pool = pool
+        self.orders = orders
+        self.waiters = waiters
+
+    def validate(self, req: BatchOrdersRequest) -> list[dict[str, Any]]:
+        """Every leg against its instrument; the first bad one is a 422 naming its 0-based index."""
+        self.orders.broker(req.account_id)
+        legs = []
+        for i, leg in enumerate(req.orders):
+            order = PlaceOrderRequest(**msgspec.structs.asdict(leg), account_id=req.account_id)
+            try:
+                legs.append(self.orders.validate_place(order, prefix=f"orders[{i}]."))
+            except FieldError as exc:
+                raise FieldError(exc.field, f"Order {i} failed validation: {exc.message}") from None
+        return legs
+
+    async def submit(self, req: BatchOrdersRequest, idempotency_key: str | None) -> tuple[str, bool]:
+        legs = self.validate(req)
+        settings = self.orders.settings
+        batch_id = f"batch_{uuid.uuid4().hex}"
+        request = {k: v for k, v in msgspec.to_builtins(req).items() if k != "orders"} | {"orders": legs}
+        digest = hashlib.sha256(_encoder.encode(["batch", request])).hexdigest()
+        key = idempotency_key or batch_id
+        expires_in = float(req.expires_in or settings.default_expires_in)
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                _BATCH, batch_id, req.account_id, key, digest, req.rollback_on_failure, req.rollback_mode, len(legs)
+            )
+            if created is None:
+                existing = await conn.fetchrow(
+                    "SELECT batch_id, request_hash FROM batches WHERE account_id = $1 AND idempotency_key = $2",
+                    req.account_id,
+                    key,
+                )
+                if existing["request_hash"] != digest:
+                    raise IdempotencyConflict(
+                        "Idempotency-Key was already used with a different batch; use a new key for a new batch"
+                    )
+                return str(existing["batch_id"]), False
+            tasks = await conn.fetch(
+                _LEGS,
+                digest,
+                settings.max_attempts,
+                req.account_id,
+                expires_in,
+                batch_id,
+                [f"task_{uuid.uuid4().hex}" for _ in legs],
+                [_encoder.encode(leg).decode() for leg in legs],
+                [new_broker_tag() for _ in legs],
+                list(range(len(legs))),
+            )
+            first = next(t for t in tasks if t["batch_index"] == 0)
+            await conn.execute("SELECT pg_notify('ticker_tasks', '')")
+            await append_events(conn, req.account_id, [task_status_event(first, PENDING)])
+        return batch_id, True
+
+    async def view(self, batch_id: str) -> BatchView | None:
+        return await load_view(self.pool, batch_id)
+
+    async def answer(self, batch_id: str, wait: float) -> BatchView:
+        if wait > 0:
+            await self.waiters.wait(
+                batch_id,
+                wait,
+                load=lambda: self._status(batch_id),
+                done=lambda b: b["status"] in FINAL,
+            )
+        view = await self.view(batch_id)
+        assert view is not None
+        return view
+
+    async def _status(self, batch_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT status FROM batches WHERE batch_id = $1", batch_id)
+        return dict(row) if row else None

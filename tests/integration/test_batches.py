@@ -1,0 +1,184 @@
+"""Batch orders on the paper broker: the spec's examples, legs strictly in order, rollback by cancel
+or square-off, partial success without rollback, validation by leg index, idempotency, and two
+batches on one account at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import make_client
+
+NIFTY_MARKET = {
+    "exchange": "NFO",
+    "tradingsymbol": "NIFTY25NOVFUT",
+    "transaction_type": "BUY",
+    "quantity": 50,
+    "product": "NRML",
+    "order_type": "MARKET",
+}
+BANKNIFTY_MARKET = NIFTY_MARKET | {"tradingsymbol": "BANKNIFTY25NOVFUT", "quantity": 25}
+NIFTY_RESTING = NIFTY_MARKET | {"order_type": "LIMIT", "price": 19000.0}  # far below the market: rests OPEN
+INFY_ONE = {
+    "exchange": "NSE",
+    "tradingsymbol": "INFY",
+    "transaction_type": "BUY",
+    "quantity": 1,
+    "product": "CNC",
+    "order_type": "MARKET",
+}
+# NIFTY margin ~146,600 (15 % of 50 x 19,550) and BANKNIFTY ~170,600 (15 % of 25 x 45,500): with
+# 200,000 the first fits and the second does not
+SMALL = {"primary": {"funds": 200_000}}
+
+
+async def batch(c: AsyncTestClient[Any], orders: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    r = await c.post("/advanced/batch-orders?wait=10", json={"orders": orders, **extra})
+    assert r.status_code == 201, r.text
+    body = dict(r.json())
+    again = await c.get(f"/advanced/batch-orders/{body['batch_id']}")
+    assert again.status_code == 200 and again.json() == body  # the same record at any time
+    return body
+
+
+async def paper(db: asyncpg.Connection, order_id: str) -> asyncpg.Record:
+    return await db.fetchrow("SELECT * FROM paper_orders WHERE order_id = $1", order_id)
+
+
+async def test_spec_example_market_legs(database_url: str, db: asyncpg.Connection) -> None:
+    async with make_client(database_url) as c:
+        body = await batch(c, [NIFTY_MARKET | {"variety": "regular"}, BANKNIFTY_MARKET], account_id="primary")
+    assert body["success"] is True and body["status"] == "completed"
+    assert (body["total_orders"], body["succeeded"], body["failed"], body["error"]) == (2, 2, 0, None)
+    assert body["created_at"].endswith("Z") and body["completed_at"].endswith("Z")
+    assert [leg["order_status"] for leg in body["legs"]] == ["COMPLETE", "COMPLETE"]
+    for leg in body["legs"]:
+        assert (await paper(db, leg["order_id"]))["status"] == "COMPLETE"
+    events = await db.fetch("SELECT data FROM outbox_events WHERE event = 'batch_completed'")
+    assert [e["data"]["batch_id"] for e in events] == [body["batch_id"]]
+    # strictly in order: leg 1 was claimed only after leg 0 was resolved
+    seqs = {
+        (r["task_id"], r["data"]["status"]): r["seq"]
+        for r in await db.fetch("SELECT task_id, seq, data FROM outbox_events WHERE event = 'task_status'")
+    }
+    leg0, leg1 = (leg["task_id"] for leg in body["legs"])
+    assert seqs[(leg0, "completed")] < seqs[(leg1, "pending")] < seqs[(leg1, "running")]
+
+
+async def test_spec_example_limit_legs_rest_open(database_url: str, db: asyncpg.Connection) -> None:
+    legs = [
+        NIFTY_MARKET | {"order_type": "LIMIT", "price": 19500.0},
+        NIFTY_MARKET | {"transaction_type": "SELL", "order_type": "LIMIT", "price": 19600.0},
+    ]
+    async with make_client(database_url) as c:
+        body = await batch(c, legs, rollback_on_failure=True)
+    assert body["success"] is True
+    assert [leg["order_status"] for leg in body["legs"]] == ["OPEN", "OPEN"]
+    assert [(await paper(db, leg["order_id"]))["status"] for leg in body["legs"]] == ["OPEN", "OPEN"]
+
+
+async def test_a_refused_second_leg_cancels_an_open_first_and_skips_the_rest(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    async with make_client(database_url, SMALL) as c:
+        body = await batch(c, [NIFTY_RESTING, BANKNIFTY_MARKET, INFY_ONE])
+    assert body["success"] is False and body["status"] == "failed"
+    assert body["error"].startswith("Order 1 failed: Insufficient funds")
+    assert body["error"].endswith("Rolled back 1 orders.")
+    assert (body["total_orders"], body["succeeded"], body["failed"]) == (3, 0, 3)
+    first, second, third = body["legs"]
+    assert first["rollback"]["outcome"] == "cancelled"
+    assert (await paper(db, first["order_id"]))["status"] == "CANCELLED"
+    assert second["order_status"] == "REJECTED" and "Insufficient funds" in second["error"]
+    assert third["status"] == "skipped" and third["order_id"] is None
+    assert await db.fetchval("SELECT count(*) FROM paper_orders WHERE tradingsymbol = 'INFY'") == 0  # never sent
+    events = await db.fetch("SELECT data FROM outbox_events WHERE event = 'batch_failed'")
+    assert [e["data"]["batch_id"] for e in events] == [body["batch_id"]]
+
+
+async def test_a_filled_first_leg_is_squared_off_or_reported(database_url: str, db: asyncpg.Connection) -> None:
+    async with make_client(database_url, SMALL) as c:
+        squared = await batch(c, [NIFTY_MARKET, BANKNIFTY_MARKET], rollback_mode="square_off")
+        assert squared["success"] is False
+        assert squared["legs"][0]["rollback"]["outcome"] == "squared_off"
+        assert squared["error"].endswith("Rolled back 1 orders.")
+        positions = (await c.get("/portfolio/positions")).json()["net"]
+        nifty = next(p for p in positions if p["tradingsymbol"] == "NIFTY25NOVFUT")
+        assert nifty["quantity"] == 0 and nifty["buy_quantity"] == 50 and nifty["sell_quantity"] == 50
+
+        kept = await batch(c, [NIFTY_MARKET, BANKNIFTY_MARKET], rollback_mode="cancel")
+        assert kept["success"] is False
+        assert kept["legs"][0]["rollback"]["outcome"] == "not_rolled_back"  # never reported as rolled back
+        assert "Rolled back 0 orders." in kept["error"] and "Order 0 not rolled back" in kept["error"]
+        assert (kept["succeeded"], kept["failed"]) == (1, 1)
+        assert (await paper(db, kept["legs"][0]["order_id"]))["status"] == "COMPLETE"
+        positions = (await c.get("/portfolio/positions")).json()["net"]
+        nifty = next(p for p in positions if p["tradingsymbol"] == "NIFTY25NOVFUT")
+        assert nifty["quantity"] == 50
+
+
+async def test_without_rollback_partial_success_is_reported_as_it_is(database_url: str, db: asyncpg.Connection) -> None:
+    async with make_client(database_url, SMALL) as c:
+        body = await batch(c, [NIFTY_MARKET, BANKNIFTY_MARKET, INFY_ONE], rollback_on_failure=False)
+    assert body["success"] is False and body["status"] == "failed"
+    assert (body["succeeded"], body["failed"]) == (2, 1)
+    assert [leg["order_status"] for leg in body["legs"]] == ["COMPLETE", "REJECTED", "COMPLETE"]
+    assert body["error"].startswith("Order 1 failed: Insufficient funds")
+    assert all(leg["rollback"] is None for leg in body["legs"])
+
+
+async def test_a_bad_leg_is_refused_by_its_index_before_anything_is_written(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    async with make_client(database_url) as c:
+        r = await c.post("/advanced/batch-orders", json={"orders": [NIFTY_MARKET, NIFTY_MARKET | {"quantity": 1}]})
+        assert r.status_code == 422
+        assert "orders[1].quantity" in r.text and "Order 1" in r.text
+        r = await c.post("/advanced/batch-orders", json={"orders": [NIFTY_MARKET | {"order_type": "LIMIT"}]})
+        assert r.status_code == 422 and "orders[0].price" in r.text
+        r = await c.post("/advanced/batch-orders", json={"orders": [NIFTY_MARKET | {"product": "XYZ"}]})
+        assert r.status_code in (400, 422) and "orders[0].product" in r.text
+        r = await c.post("/advanced/batch-orders", json={"orders": []})
+        assert r.status_code in (400, 422) and "orders" in r.text
+        r = await c.post("/advanced/batch-orders", json={"orders": [INFY_ONE] * 21})
+        assert r.status_code in (400, 422) and "orders" in r.text
+        r = await c.post("/advanced/batch-orders", json={"orders": [INFY_ONE], "rollback_mode": "pray"})
+        assert r.status_code in (400, 422) and "rollback_mode" in r.text
+        assert (await c.get("/advanced/batch-orders/batch_nope")).status_code == 404
+    assert await db.fetchval("SELECT count(*) FROM batches") == 0
+    assert await db.fetchval("SELECT count(*) FROM order_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM paper_orders") == 0
+
+
+async def test_idempotency_key_never_places_legs_twice(database_url: str, db: asyncpg.Connection) -> None:
+    async with make_client(database_url) as c:
+        body = {"orders": [INFY_ONE, INFY_ONE]}
+        headers = {"Idempotency-Key": "batch-key-1"}
+        answers = await asyncio.gather(
+            *(c.post("/advanced/batch-orders?wait=10", json=body, headers=headers) for _ in range(5))
+        )
+        assert {a.status_code for a in answers} == {201}
+        assert len({a.json()["batch_id"] for a in answers}) == 1
+        r = await c.post("/advanced/batch-orders", json={"orders": [INFY_ONE]}, headers=headers)
+        assert r.status_code == 409
+    assert await db.fetchval("SELECT count(*) FROM paper_orders") == 2
+
+
+async def test_two_batches_on_one_account_do_not_mix(database_url: str, db: asyncpg.Connection) -> None:
+    infy = [INFY_ONE | {"tag": f"a{i}"} for i in range(5)]
+    sbin = [INFY_ONE | {"tradingsymbol": "SBIN", "tag": f"b{i}"} for i in range(5)]
+    async with make_client(database_url) as c:
+        a, b = await asyncio.gather(batch(c, infy), batch(c, sbin))
+    assert a["success"] and b["success"]
+    for body, symbol, prefix in ((a, "INFY", "a"), (b, "SBIN", "b")):
+        rows = [await paper(db, leg["order_id"]) for leg in body["legs"]]
+        assert {r["tradingsymbol"] for r in rows} == {symbol}
+        # each batch's legs reached the broker in their own order
+        assert [r["order_id"] for r in rows] == sorted(r["order_id"] for r in rows)
+        tags = await db.fetch(
+            "SELECT params->>'tag' AS tag FROM order_tasks WHERE batch_id = $1 ORDER BY batch_index", body["batch_id"]
+        )
+        assert [t["tag"] for t in tags] == [f"{prefix}{i}" for i in range(5)]
