@@ -12,21 +12,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
 import structlog
 from croniter import croniter
-from sqlalchemy import delete, func
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticker_service.brokers.base import Broker, BrokerOrder
 from ticker_service.brokers.paper.broker import PaperBroker
-from ticker_service.db.tables import order_tasks, orders, outbox_events
 from ticker_service.failpoints import failpoint
 from ticker_service.orders.mirror import apply_snapshot
-from ticker_service.orders.tasks import COMPLETED, FAILED, REJECTED, UNKNOWN
+from ticker_service.orders.tasks import UNKNOWN
 from ticker_service.outbox.events import task_status_event
 from ticker_service.outbox.writer import append_events
 from ticker_service.system import metrics
@@ -139,25 +138,39 @@ class CleanupSchedule:
         return False
 
 
-async def cleanup(engine: AsyncEngine, retention_days: float) -> dict[str, int]:
-    """Delete finished tasks, terminal mirror orders and events older than the retention.
+_CLEANUP = {
+    # a batch's tasks go with the batch, once it is final and old: its record stays whole until then
+    "tasks": """
+        DELETE FROM order_tasks AS t
+        WHERE t.status IN ('completed', 'rejected', 'failed', 'skipped') AND t.updated_at < :cutoff
+          AND (t.batch_id IS NULL OR EXISTS (
+                SELECT 1 FROM batches AS b WHERE b.batch_id = t.batch_id
+                  AND b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff))
+    """,
+    "batches": """
+        DELETE FROM batches AS b
+        WHERE b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff
+          AND NOT EXISTS (SELECT 1 FROM order_tasks AS t WHERE t.batch_id = b.batch_id)
+    """,
+    "events": "DELETE FROM outbox_events WHERE created_at < :cutoff",
+    "orders": "DELETE FROM orders WHERE status IN ('COMPLETE', 'CANCELLED', 'REJECTED') AND updated_at < :cutoff",
+    "deliveries": "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'dead') AND updated_at < :cutoff",
+}
 
-    Never less than a day, so Idempotency-Keys are honoured for at least 24 hours; dead letters and
-    anything unresolved are kept whatever their age.
+
+async def cleanup(engine: AsyncEngine, retention_days: float) -> dict[str, int]:
+    """Delete finished tasks and batches, terminal mirror orders, events and finished webhook
+    deliveries older than the retention.
+
+    Never less than a day, so Idempotency-Keys are honoured for at least 24 hours; dead letters,
+    anything unresolved and the tasks of unfinished batches are kept whatever their age.
     """
-    cutoff = func.now() - timedelta(days=max(retention_days, 1.0))
     async with engine.begin() as conn:
-        tasks = await conn.execute(
-            delete(order_tasks).where(
-                order_tasks.c.status.in_((COMPLETED, REJECTED, FAILED)), order_tasks.c.updated_at < cutoff
+        cutoff = (
+            await conn.execute(
+                text("SELECT now() - CAST(:d AS float8) * interval '1 day'"), {"d": max(retention_days, 1.0)}
             )
-        )
-        events = await conn.execute(delete(outbox_events).where(outbox_events.c.created_at < cutoff))
-        mirrored = await conn.execute(
-            delete(orders).where(
-                orders.c.status.in_(("COMPLETE", "CANCELLED", "REJECTED")), orders.c.updated_at < cutoff
-            )
-        )
-    counts = {"tasks": tasks.rowcount, "events": events.rowcount, "orders": mirrored.rowcount}
+        ).scalar_one()
+        counts = {name: (await conn.execute(text(sql), {"cutoff": cutoff})).rowcount for name, sql in _CLEANUP.items()}
     log.info("cleanup done", **counts)
     return counts
