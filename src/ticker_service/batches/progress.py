@@ -49,7 +49,7 @@ _PROMOTE = """
 UPDATE order_tasks SET status = 'pending', next_attempt_at = now(), updated_at = now(),
     deadline_at = now() + make_interval(secs => expires_in::float8)
 WHERE batch_id = $1 AND batch_role = 'leg' AND batch_index = $2 AND status = 'waiting'
-RETURNING *
+RETURNING *, pg_notify('ticker_tasks', '') AS notified
 """
 _SKIP = """
 UPDATE order_tasks SET status = 'skipped', updated_at = now(), last_error = $2
@@ -158,7 +158,6 @@ class BatchProgress:
         if ok or not batch["rollback_on_failure"]:
             promoted = await conn.fetchrow(_PROMOTE, batch["batch_id"], index + 1)
             if promoted is not None:
-                await conn.execute("SELECT pg_notify('ticker_tasks', '')")
                 return [task_status_event(promoted, PENDING)]
             return await self._finish(conn, batch["batch_id"])
         legs = await conn.fetch(_LEGS, batch["batch_id"])
