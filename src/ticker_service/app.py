@@ -25,6 +25,7 @@ from ticker_service.orders.controllers import OrdersController, PortfolioControl
 from ticker_service.orders.service import OrderService
 from ticker_service.runtime import Runtime
 from ticker_service.settings import Settings
+from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.auth import Caller, resolve_caller
 from ticker_service.system.controllers import SystemController
@@ -113,7 +114,13 @@ def create_app(settings: Settings, database_url: str | None = None, *, migrate: 
             await runtime.stop()
 
     return Litestar(
-        route_handlers=[OrdersController, TasksController, PortfolioController, SystemController],
+        route_handlers=[
+            OrdersController,
+            TasksController,
+            PortfolioController,
+            SystemController,
+            OrderStreamController,
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "order_service": Provide(provide_order_service, sync_to_thread=False),

@@ -23,8 +23,9 @@ from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.outbox.relay import Relay
-from ticker_service.outbox.writer import TASK_DONE_CHANNEL, TASKS_CHANNEL
+from ticker_service.outbox.writer import EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.settings import Settings, SettingsError
+from ticker_service.stream.hub import StreamHub
 
 log = structlog.get_logger("ticker.runtime")
 
@@ -55,6 +56,8 @@ class Runtime:
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
+        self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
+        self.listener.subscribe(EVENTS_CHANNEL, self.stream.on_notify)
         self.orders: OrderService  # made by start(), with the request path's pool
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -63,6 +66,7 @@ class Runtime:
         self._stop.clear()
         self.pool = await create_pool(self.dsn, self.settings.db_pool_size)
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        await self.stream.start()
         await self.listener.start()
         await self.relay.start()
         s = self.settings
@@ -117,6 +121,7 @@ class Runtime:
                 await asyncio.wait_for(self._stop.wait(), interval)
 
     async def stop(self) -> None:
+        await self.stream.stop()  # sockets closed with 1001 first
         self._stop.set()
         await self.relay.stop()
         for task in self._background:
