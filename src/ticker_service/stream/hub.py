@@ -31,7 +31,7 @@ from ticker_service.system import metrics
 
 log = structlog.get_logger("ticker.stream")
 
-CATCH_UP_PAGE = 500
+CATCH_UP_PAGE = 100  # rows a catching-up socket reads (and holds) at a time: at most its backlog
 READY_TIMEOUT = 10.0
 
 
@@ -59,7 +59,8 @@ class StreamHub:
         self.backlog = settings.ws_backlog
         # a live page must fit a backlog twice over, or a single burst would close normal readers
         self.page_size = max(1, min(500, settings.ws_backlog // 2))
-        self.catch_up_page = CATCH_UP_PAGE
+        # a catching-up socket holds one page: never more than a live socket may hold in its backlog
+        self.catch_up_page = max(1, min(CATCH_UP_PAGE, settings.ws_backlog))
         self._tailers: dict[str, AccountTailer] = {}
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._empty = asyncio.Event()
