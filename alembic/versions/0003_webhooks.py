@@ -45,9 +45,7 @@ def upgrade() -> None:
     op.create_table(
         "webhook_deliveries",
         sa.Column("delivery_id", sa.Text, primary_key=True),
-        sa.Column(
-            "webhook_id", sa.Text, sa.ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("webhook_id", sa.Text, sa.ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), nullable=False),
         sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("event", sa.Text, nullable=False),
         sa.Column("account_id", sa.Text, nullable=False),

@@ -27,6 +27,7 @@ from ticker_service.orders.controllers import OrdersController, PortfolioControl
 from ticker_service.orders.service import OrderService
 from ticker_service.runtime import Runtime
 from ticker_service.settings import Settings
+from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.auth import Caller, resolve_caller
 from ticker_service.system.controllers import SystemController
@@ -133,6 +134,7 @@ def create_app(settings: Settings, database_url: str | None = None, *, migrate: 
             PortfolioController,
             BatchesController,
             WebhooksController,
+            OrderStreamController,
             SystemController,
         ],
         dependencies={

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ticker_service.settings import Settings, SettingsError, describe, load_settings
 
@@ -46,7 +48,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found:
     # make that a normal exit so atexit hooks (stopping the embedded database) still run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -54,8 +56,42 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.broker_timeout) + 5,
+        ws_ping_interval=settings.ws_ping_interval or None,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=settings.ws_compression,
     )
+    _stream_closing_server(config, app, settings.socket_send_buffer).run()
     return 0
+
+
+def _stream_closing_server(config: Any, app: Any, send_buffer: int) -> Any:
+    """uvicorn, plus two things for the order stream's WebSockets.
+
+    - Shutdown: uvicorn closes open WebSockets with 1012 before the app's shutdown runs; this closes
+      the order stream's sockets first, with 1001 and the `since` to resume from.
+    - A bounded kernel send buffer per connection (SO_SNDBUF on the listener, inherited by accepted
+      sockets): with autotuning a reader that stops reading can park ~4 MB in the kernel before the
+      stream's own backlog even starts to fill.
+    """
+    import uvicorn
+
+    class StreamClosingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if send_buffer > 0:
+                for server in getattr(self, "servers", []):
+                    for sock in server.sockets:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()  # no new connections while the streams close
+            runtime = getattr(app.state, "runtime", None)
+            if runtime is not None:
+                await runtime.stream.close_all()
+            await super().shutdown(sockets)
+
+    return StreamClosingServer(config)
 
 
 def cmd_db(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from ticker_service.outbox.listener import NotificationListener
 from ticker_service.outbox.relay import Relay
 from ticker_service.outbox.writer import EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.settings import Settings, SettingsError
+from ticker_service.stream.hub import StreamHub
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
 from ticker_service.webhooks.service import DELIVERIES_CHANNEL, WebhookService
@@ -76,6 +77,8 @@ class Runtime:
         self.relay: Relay
         self.orders: OrderService
         check_brokers(settings)  # refuse unsupported brokers before anything starts
+        self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
+        self.listener.subscribe(EVENTS_CHANNEL, self.stream.on_notify)
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -92,6 +95,7 @@ class Runtime:
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())
+        await self.stream.start()
         await self.listener.start()
         await self.relay.start()
         await self.webhook_sender.start()
@@ -159,6 +163,7 @@ class Runtime:
                 await asyncio.wait_for(self._stop.wait(), interval)
 
     async def stop(self) -> None:
+        await self.stream.stop()  # sockets closed with 1001 first
         self._stop.set()
         await self.relay.stop()
         await self.webhook_sender.stop()

@@ -98,6 +98,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     matcher_interval: float = 0.25
     instance_id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex[:12])
     migrate_on_start: bool = True
+    # WebSocket order stream (stream/): a socket's bounded backlog, and the server's protocol pings
+    ws_backlog: int = 1000
+    ws_ping_interval: float = 20.0  # 0: no protocol pings
+    ws_ping_timeout: float = 20.0
+    ws_compression: bool = False  # permessage-deflate: per socket, so an event is no longer encoded once
+    socket_send_buffer: int = 262_144  # SO_SNDBUF of served connections (Linux doubles it); 0: autotuning
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -235,6 +241,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kwargs["instance_id"] = raw
     if raw := env.get("TICKER_MIGRATE_ON_START"):
         kwargs["migrate_on_start"] = _parse_bool("TICKER_MIGRATE_ON_START", raw)
+    if raw := env.get("TICKER_WS_BACKLOG"):
+        kwargs["ws_backlog"] = _parse_int("TICKER_WS_BACKLOG", raw, minimum=2, maximum=1_000_000)
+    if raw := env.get("TICKER_WS_PING_INTERVAL"):
+        kwargs["ws_ping_interval"] = _parse_number("TICKER_WS_PING_INTERVAL", raw, minimum=0)
+    if raw := env.get("TICKER_WS_PING_TIMEOUT"):
+        kwargs["ws_ping_timeout"] = _parse_number("TICKER_WS_PING_TIMEOUT", raw, minimum=0.1)
+    if raw := env.get("TICKER_WS_COMPRESSION"):
+        kwargs["ws_compression"] = _parse_bool("TICKER_WS_COMPRESSION", raw)
+    if raw := env.get("TICKER_SOCKET_SEND_BUFFER"):
+        kwargs["socket_send_buffer"] = _parse_int("TICKER_SOCKET_SEND_BUFFER", raw, minimum=0, maximum=64 * 1024 * 1024)
     settings = Settings(**kwargs)
     if settings.lease_seconds <= settings.broker_timeout:
         raise SettingsError("TICKER_LEASE_SECONDS: the lease must be longer than TICKER_BROKER_TIMEOUT")

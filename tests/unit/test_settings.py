@@ -26,6 +26,12 @@ from ticker_service.settings import SettingsError, describe, load_settings
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"TICKER_LEASE_SECONDS": "1", "TICKER_BROKER_TIMEOUT": "2"}, "TICKER_LEASE_SECONDS"),
+        ({"TICKER_WS_BACKLOG": "many"}, "TICKER_WS_BACKLOG"),
+        ({"TICKER_WS_BACKLOG": "1"}, "TICKER_WS_BACKLOG"),
+        ({"TICKER_WS_PING_INTERVAL": "-1"}, "TICKER_WS_PING_INTERVAL"),
+        ({"TICKER_WS_PING_TIMEOUT": "0"}, "TICKER_WS_PING_TIMEOUT"),
+        ({"TICKER_SOCKET_SEND_BUFFER": "-1"}, "TICKER_SOCKET_SEND_BUFFER"),
+        ({"TICKER_WS_COMPRESSION": "gzip"}, "TICKER_WS_COMPRESSION"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -42,6 +48,7 @@ def test_defaults_match_the_design() -> None:
     assert s.max_attempts == 5 and s.default_expires_in == 30
     assert s.lease_seconds <= 10 and s.lease_seconds > s.broker_timeout
     assert 80_000 <= sum(s.webhook_retry_schedule) <= 100_000  # about a day
+    assert s.ws_backlog == 1000 and s.ws_ping_interval == 20 and s.ws_ping_timeout == 20
 
 
 def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:

@@ -6,7 +6,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 
 from ticker_service.system.errors import ApiError
 
@@ -27,14 +27,22 @@ class Caller:
 OPEN = Caller(key_id=None, accounts=None)
 
 
-def resolve_caller(request: Request[Any, Any, Any], api_keys: dict[str, list[str]] | None) -> Caller:
+def resolve_caller(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    api_keys: dict[str, list[str]] | None,
+    query_key: str | None = None,
+) -> Caller:
+    """The caller behind `X-API-Key` (or `Authorization: Bearer`); `query_key` is the fallback for
+    WebSocket clients, which cannot set headers in a browser (`?api_key=`)."""
     if not api_keys:
         return OPEN
-    presented = request.headers.get("x-api-key")
+    presented = connection.headers.get("x-api-key")
     if presented is None:
-        auth = request.headers.get("authorization", "")
+        auth = connection.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             presented = auth[7:].strip()
+    if presented is None:
+        presented = query_key
     if not presented:
         raise ApiError(401, "X-API-Key: an API key is required")
     for key, allowed in api_keys.items():
