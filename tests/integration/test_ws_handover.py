@@ -10,11 +10,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import eventually, make_settings
-from ticker_service.db.engine import asyncpg_dsn, create_engine
+from ticker_service.db.engine import asyncpg_dsn
+from ticker_service.db.pool import create_pool
 from ticker_service.outbox.events import new_event
 from ticker_service.outbox.writer import append_events
 from ticker_service.stream.hub import StreamHub
@@ -25,18 +26,18 @@ ACCOUNT = "primary"
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
+async def engine(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(asyncpg_dsn(database_url), 2)
+    yield pool
+    await pool.close()
 
 
-async def append(engine: AsyncEngine, n: int, per_transaction: int = 1) -> None:
+async def append(engine: asyncpg.Pool, n: int, per_transaction: int = 1) -> None:
     for _ in range(0, n, per_transaction):
         events = [
             new_event("task_status", {"status": "pending"}, task_id="t", order_id=None) for _ in range(per_transaction)
         ]
-        async with engine.begin() as conn:
+        async with engine.acquire() as conn, conn.transaction():
             await append_events(conn, ACCOUNT, events)
 
 
@@ -75,7 +76,7 @@ def leave(hub: StreamHub, *entries: tuple[Subscriber, AccountTailer, asyncio.Tas
         hub.unsubscribe(subscriber, tailer)
 
 
-async def test_catch_up_behind_the_tailer_joins_without_a_gap(database_url: str, engine: AsyncEngine) -> None:
+async def test_catch_up_behind_the_tailer_joins_without_a_gap(database_url: str, engine: asyncpg.Pool) -> None:
     """Catch-up one row per read while the tailer, woken at once, runs ahead: the join comes exactly
     when the subscriber has everything the tailer has fanned out."""
     await append(engine, 20)
@@ -98,7 +99,7 @@ async def test_catch_up_behind_the_tailer_joins_without_a_gap(database_url: str,
         await hub.stop()
 
 
-async def test_catch_up_ahead_of_the_tailer_skips_what_it_already_sent(database_url: str, engine: AsyncEngine) -> None:
+async def test_catch_up_ahead_of_the_tailer_skips_what_it_already_sent(database_url: str, engine: asyncpg.Pool) -> None:
     """The tailer only polls (no NOTIFY here) and lags; catch-up reads past its position, joins, and
     the tailer's later offers of those seqs are not sent twice."""
     await append(engine, 10)
@@ -127,7 +128,7 @@ async def test_catch_up_ahead_of_the_tailer_skips_what_it_already_sent(database_
         await hub.stop()
 
 
-async def test_a_full_backlog_drops_the_subscriber_and_frees_it(database_url: str, engine: AsyncEngine) -> None:
+async def test_a_full_backlog_drops_the_subscriber_and_frees_it(database_url: str, engine: asyncpg.Pool) -> None:
     hub = await make_hub(database_url, poll_interval="0.05", backlog="10")
     try:
         stuck = asyncio.Event()
