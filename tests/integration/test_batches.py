@@ -8,9 +8,15 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import make_client
+from tests.conftest import eventually, make_client
+from tests.integration.test_relay import runtime_of
+from tests.integration.test_webhooks import WEBHOOK_ENV, register
+from tests.webhook_receiver import Receiver, receivers, start_receiver
+
+__all__ = ["receivers"]  # the fixture
 
 NIFTY_MARKET = {
     "exchange": "NFO",
@@ -182,3 +188,40 @@ async def test_two_batches_on_one_account_do_not_mix(database_url: str, db: asyn
             "SELECT params->>'tag' AS tag FROM order_tasks WHERE batch_id = $1 ORDER BY batch_index", body["batch_id"]
         )
         assert [t["tag"] for t in tags] == [f"{prefix}{i}" for i in range(5)]
+
+
+async def test_a_rollback_that_fails_is_reported_and_its_event_reaches_webhooks(
+    database_url: str, db: asyncpg.Connection, receivers: list[Receiver]
+) -> None:
+    """Every broker call takes 200 ms; once the first leg is placed the broker starts failing every
+    request before sending: the second leg dead-letters, and so does the cancel that should undo the
+    first. The batch says so (never "rolled back") and `batch_rollback_failed` goes out."""
+    receiver = await start_receiver(receivers)
+    accounts = {"primary": {"funds": 1e9, "latency_ms": 200}}
+    async with make_client(database_url, accounts, **WEBHOOK_ENV) as c:
+        await register(c, receiver.url, ["batch_rollback_failed", "batch_failed", "batch_completed"])
+        r = await c.post("/advanced/batch-orders?wait=0", json={"orders": [NIFTY_RESTING, INFY_ONE]})
+        assert r.status_code == 202
+        batch_id = r.json()["batch_id"]
+        await eventually(lambda: _leg_status(c, batch_id, 0, "completed"), interval=0.01)
+        broker = runtime_of(c).brokers["primary"]
+        broker.settings = msgspec.structs.replace(broker.settings, fail_rate=1.0)  # type: ignore[attr-defined]
+        body = await eventually(lambda: _final(c, batch_id), timeout=30)
+        assert body["status"] == "rollback_failed" and body["success"] is False
+        assert body["legs"][1]["status"] == "dead_letter"
+        assert body["legs"][0]["rollback"]["outcome"] == "failed"
+        assert "Rolled back 0 orders." in body["error"] and "Rolling back order 0 failed" in body["error"]
+        assert (await paper(db, body["legs"][0]["order_id"]))["status"] == "OPEN"  # really not undone
+        await eventually(lambda: receiver.ok_bodies())
+        events = [b["event"] for b in receiver.ok_bodies()]
+        assert events == ["batch_rollback_failed"]
+        assert receiver.ok_bodies()[0]["data"]["batch_id"] == batch_id
+
+
+async def _leg_status(c: AsyncTestClient[Any], batch_id: str, index: int, status: str) -> bool:
+    return bool((await c.get(f"/advanced/batch-orders/{batch_id}")).json()["legs"][index]["status"] == status)
+
+
+async def _final(c: AsyncTestClient[Any], batch_id: str) -> dict[str, Any] | None:
+    body = dict((await c.get(f"/advanced/batch-orders/{batch_id}")).json())
+    return body if body["status"] in ("completed", "failed", "rollback_failed") else None

@@ -233,7 +233,7 @@ class BatchProgress:
         key = str(index)
         events: list[NewEvent] = []
         if task["batch_role"] == "cancel":
-            if status == COMPLETED and order_status == "CANCELLED":
+            if order_status == "CANCELLED":  # by this task, or already by someone else: undone either way
                 rollback[key] = {"outcome": "cancelled", "action": "cancel", "task_id": task["task_id"]}
             elif order_status == "COMPLETE" and batch["rollback_mode"] == "square_off":
                 legs = await conn.fetch(_LEGS, batch["batch_id"])
