@@ -276,9 +276,9 @@ class Relay:
     # ---- execute -------------------------------------------------------------------------------
 
     async def _renew_lease(self, task: Mapping[str, Any], owner: str) -> None:
+        """Started a third of the lease into a call that is still running; renews every third."""
         interval = self.settings.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
             try:
                 renewed = await self.pool.fetchval(
                     _RENEW, task["task_id"], owner, task["attempts"], float(self.settings.lease_seconds)
@@ -288,13 +288,24 @@ class Relay:
                     return
             except Exception:
                 log.exception("lease renewal failed", task_id=task["task_id"])
+            await asyncio.sleep(interval)
 
     async def _call(self, task: Mapping[str, Any], owner: str, call: Callable[[], Any]) -> Outcome:
-        """Run one broker call with the lease kept alive; map every exception to an Outcome."""
-        renewer = asyncio.create_task(self._renew_lease(task, owner))
+        """Run one broker call with the lease kept alive; map every exception to an Outcome.
+
+        Most calls end long before a third of the lease, so the renewer is only started (by a timer)
+        for calls still running then: no task per call on the hot path."""
+        renewer: asyncio.Task[None] | None = None
+
+        def start_renewer() -> None:
+            nonlocal renewer
+            renewer = asyncio.create_task(self._renew_lease(task, owner))
+
+        timer = asyncio.get_running_loop().call_later(self.settings.lease_seconds / 3, start_renewer)
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(call(), timeout=self.settings.broker_timeout)
+            async with asyncio.timeout(self.settings.broker_timeout):
+                result = await call()
         except BrokerRejected as exc:
             return Outcome("rejected", str(exc))
         except OrderNotFound as exc:
@@ -309,9 +320,11 @@ class Relay:
             log.exception("unexpected broker error; treating the outcome as unknown", task_id=task["task_id"])
             return Outcome("ambiguous", f"unexpected error: {type(exc).__name__}")
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            timer.cancel()
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
             metrics.BROKER_CALL_SECONDS.labels(operation=task["operation"]).observe(time.perf_counter() - started)
         if isinstance(result, BrokerOrder):
             return Outcome("done", order_id=result.order_id, order=result)
