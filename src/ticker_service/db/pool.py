@@ -25,6 +25,17 @@ async def _init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=_encode, decoder=_decode, schema="pg_catalog")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without asyncpg's default reset query.
+
+    By default every release runs `RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`, a
+    round trip per acquire that was about 7 % of the CPU under load. Connections of this pool hold
+    no session state to undo: nothing here LISTENs, takes session advisory locks (the listener and
+    the singleton jobs have connections of their own), sets parameters or keeps cursors. asyncpg
+    still rolls back an open transaction before calling this.
+    """
+
+
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
     """min = max: a connection is never opened or closed on the request path."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -32,6 +43,7 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
         min_size=size,
         max_size=size,
         init=_init,
+        reset=_keep_session,
         server_settings={"application_name": "ticker-service"},
     )
     return pool

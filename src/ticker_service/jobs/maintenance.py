@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -97,7 +98,12 @@ async def reconcile_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> in
             account_id,
         )
         mirror = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
-        changed = [o for o in book if _differs(mirror.get(o.order_id), o)]
+        changed = []
+        for i, order in enumerate(book, start=1):
+            if _differs(mirror.get(order.order_id), order):
+                changed.append(order)
+            if i % 250 == 0:
+                await asyncio.sleep(0)  # a pass over thousands of orders must not stall the requests
         if changed:
             written = await record_orders(pool, account_id, changed)
             if written:

@@ -506,7 +506,12 @@ class PaperBroker:
     async def orders(self) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
         rows = await self.pool.fetch(_DAY_BOOK, self.account_id)
-        return [row_to_order(r) for r in rows]
+        book = []
+        for i, row in enumerate(rows, start=1):
+            book.append(row_to_order(row))
+            if i % 250 == 0:
+                await asyncio.sleep(0)  # a day's book is thousands of orders: let requests in between
+        return book
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
