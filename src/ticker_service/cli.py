@@ -44,7 +44,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         asyncio.run(run_migrations(url))
     log.info("starting", settings=describe(settings), embedded_database=settings.database_url is None)
     # migrations already ran above (under the advisory lock); the lifespan need not repeat them
-    app = create_app(settings, database_url=url, migrate=False)
+    app = create_app(settings, database_url=url, migrate=False, freeze_gc=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found:
     # make that a normal exit so atexit hooks (stopping the embedded database) still run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
