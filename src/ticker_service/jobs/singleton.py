@@ -45,8 +45,10 @@ async def run_singleton(
     interval: Callable[[], float],
     stop: asyncio.Event,
     wake: asyncio.Event | None = None,
+    min_gap: float = 0.0,
 ) -> None:
-    """Call `step` every `interval()` seconds (or at once when `wake` is set) while holding `lock_key`;
+    """Call `step` every `interval()` seconds (or when `wake` is set, but never sooner than `min_gap`
+    after the last step, so a storm of wake-ups becomes one step per gap) while holding `lock_key`;
     try for the lock meanwhile."""
     while not stop.is_set():
         conn: asyncpg.Connection | None = None
@@ -61,6 +63,9 @@ async def run_singleton(
                         except Exception:
                             log.exception("singleton job step failed", job=name)
                         await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
+                        if min_gap:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), min_gap)
                         await _pause(stop, wake, interval())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
