@@ -140,6 +140,8 @@ async def test_a_full_backlog_drops_the_subscriber_and_frees_it(database_url: st
         task = asyncio.create_task(hub.deliver(subscriber, tailer, never))
         fine = Receiver()
         other = await follow(hub, None, fine)
+        # both live before any event: a reader stuck while still catching up holds only its own page
+        await eventually(lambda: subscriber in tailer.members and other[0] in tailer.members, interval=0.01)
         await append(engine, 40, per_transaction=4)
         await eventually(lambda: fine.seqs[-1:] == [40])
         assert subscriber.close_code == 4008 and subscriber.backlog == 0 and subscriber.closing.is_set()
