@@ -59,7 +59,7 @@ from ticker_service.orders.tasks import (
     UNKNOWN,
 )
 from ticker_service.outbox.events import NewEvent, task_failure_event, task_status_event
-from ticker_service.outbox.writer import append_events
+from ticker_service.outbox.writer import append_events_and_commit
 from ticker_service.settings import Settings
 from ticker_service.system import metrics
 
@@ -391,23 +391,40 @@ class Relay:
         return base * (0.5 + self._rng.random())  # jitter: 50 %..150 %
 
     async def _finish(self, task: dict[str, Any], owner: str, outcome: Outcome) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            current = await conn.fetchrow(
-                "SELECT status, lease_owner, attempts FROM order_tasks WHERE task_id = $1 FOR UPDATE", task["task_id"]
-            )
-            if current is None or (current["status"], current["lease_owner"], current["attempts"]) != (
-                task["status"],
-                owner,
-                task["attempts"],
-            ):
-                log.warning(
-                    "finish fenced off: the task moved on without us; its order is found again by tag",
-                    task_id=task["task_id"],
-                    outcome=outcome.kind,
+        """Record `outcome` in one transaction, fenced on our lease and attempt.
+
+        A plain BEGIN rather than asyncpg's transaction object: the outcome's events and the COMMIT
+        go to the server together (`append_events_and_commit`), so the account's seq row is not
+        held locked while this process gets back to the connection.
+        """
+        async with self.pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            try:
+                current = await conn.fetchrow(
+                    "SELECT status, lease_owner, attempts FROM order_tasks WHERE task_id = $1 FOR UPDATE",
+                    task["task_id"],
                 )
-                metrics.FENCED_FINISHES.inc()
-                return
-            status = await self._apply_outcome(conn, task, outcome)
+                if current is None or (current["status"], current["lease_owner"], current["attempts"]) != (
+                    task["status"],
+                    owner,
+                    task["attempts"],
+                ):
+                    await conn.execute("ROLLBACK")
+                    log.warning(
+                        "finish fenced off: the task moved on without us; its order is found again by tag",
+                        task_id=task["task_id"],
+                        outcome=outcome.kind,
+                    )
+                    metrics.FENCED_FINISHES.inc()
+                    return
+                status = await self._apply_outcome(conn, task, outcome)
+                if conn.is_in_transaction():  # an outcome without events (still unknown)
+                    await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
         if status in RESOLVED:
             self._resolved(task["task_id"])
 
@@ -517,7 +534,9 @@ class Relay:
         """A non-final state: the lease is released and the task is due again after `delay` seconds."""
         await conn.execute(_SET_STATE, task["task_id"], status, error, float(delay), unknown)
         metrics.TASK_OUTCOMES.labels(operation=task["operation"], status=status).inc()
-        await append_events(conn, task["account_id"], [task_status_event(task, status, error=error, **extra)])
+        await append_events_and_commit(
+            conn, task["account_id"], [task_status_event(task, status, error=error, **extra)]
+        )
         return status
 
     async def _set_final(
@@ -540,7 +559,7 @@ class Relay:
         ordered = [status_event, *events] if status_first else [*events, status_event]
         if task.get("batch_id") and status in RESOLVED:  # the batch moves on in this same transaction
             ordered += await self.batches.on_task_final(conn, task, status, result, error)
-        await append_events(conn, task["account_id"], ordered)
+        await append_events_and_commit(conn, task["account_id"], ordered)
         return status
 
     # ---- reconcile (unknown tasks) -------------------------------------------------------------
