@@ -179,6 +179,9 @@ async def test_dead_after_the_schedule_then_replay_and_retry_after(
         dead = await eventually(lambda: _dead(c, url))
         assert dead["attempts"] == 3 and dead["last_status_code"] == 503 and dead["last_error"] == "HTTP 503"
         assert len(receiver.received) == 3
+        health = (await c.get("/health")).json()["webhooks"]
+        assert health == {"deliveries_waiting": 0, "deliveries_dead": 1, "endpoints_disabled": 0}
+        assert "webhook_deliveries_pending 0.0" in (await c.get("/metrics")).text
         assert (await c.post(f"{url}/nope/replay")).status_code == 404
         receiver.mode = "ok"
         r = await c.post(f"{url}/{dead['delivery_id']}/replay")

@@ -35,6 +35,16 @@ class SystemController(Controller):
                         )
                     )
                 ).scalar_one()
+                deliveries = {
+                    status: int(n)
+                    for status, n in await conn.execute(
+                        text(
+                            "SELECT status, count(*) FROM webhook_deliveries "
+                            "WHERE status IN ('pending', 'sending', 'retrying', 'dead') GROUP BY status"
+                        )
+                    )
+                }
+                disabled = (await conn.execute(text("SELECT count(*) FROM webhooks WHERE NOT active"))).scalar_one()
             database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
             body = {
@@ -48,6 +58,8 @@ class SystemController(Controller):
         for status, n in counts.items():
             metrics.TASKS_BY_STATUS.labels(status=status).set(n)
         metrics.RELAY_LAG_SECONDS.set(float(lag))
+        waiting = sum(deliveries.get(s, 0) for s in ("pending", "sending", "retrying"))
+        metrics.WEBHOOK_PENDING.set(waiting)
         unknown = counts.get("unknown", 0)
         dead = counts.get("dead_letter", 0)
         problems = []
@@ -71,6 +83,11 @@ class SystemController(Controller):
                 "lag_seconds": round(float(lag), 3),
                 "unknown": unknown,
                 "dead_letter": dead,
+            },
+            "webhooks": {
+                "deliveries_waiting": waiting,
+                "deliveries_dead": deliveries.get("dead", 0),
+                "endpoints_disabled": int(disabled),
             },
             "problems": problems,
             "instance_id": runtime.settings.instance_id,

@@ -52,4 +52,7 @@ WEBHOOK_SECONDS = Histogram(
     "One webhook POST, until the answer or the timeout",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-WEBHOOK_PENDING = Gauge("webhook_deliveries_pending", "Deliveries waiting to be sent (sampled by /health)")
+WEBHOOK_PENDING = Gauge(
+    "webhook_deliveries_pending",
+    "Deliveries not yet delivered nor dead (pending, sending, retrying; sampled by /health)",
+)
