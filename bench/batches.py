@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
-from intake import VENV_BIN, Database, free_port, log, spawn, stop, stop_all, wait_healthy  # type: ignore[import-not-found]
+from intake import VENV_BIN, bench_database, free_port, spawn, stop, wait_healthy  # type: ignore[import-not-found]
 
 TARGET_P99_MS = 100.0
 SYMBOLS = ["INFY", "SBIN", "TCS", "HDFCBANK", "ICICIBANK", "ITC", "LT", "RELIANCE", "INFY", "SBIN"]
@@ -83,11 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.batches, args.seconds = 50, 5.0
-    workdir = Path(tempfile.mkdtemp(prefix="ticker-batch-bench-"))
-    db: Database | None = None
-    try:
-        log(f"workdir {workdir}; starting embedded PostgreSQL")
-        db = Database(workdir)
+    with bench_database("ticker-batch-bench-") as (workdir, db):
         name = db.fresh()
         port = free_port()
         env = {
@@ -120,11 +113,6 @@ def main() -> int:
             f"p99 {pct(loaded, 99):.1f} ms"
         )
         return 0
-    finally:
-        stop_all()
-        if db is not None:
-            db.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

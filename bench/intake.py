@@ -46,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,36 @@ end
 
 class BenchTimeout(Exception):
     pass
+
+
+def arm_time_limit(max_runtime: int) -> None:
+    """Ctrl-C, SIGTERM and `max_runtime` seconds all raise into the caller, whose `finally` cleans up."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGALRM:
+            raise BenchTimeout(f"--max-runtime {max_runtime}s exceeded")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(max_runtime)
+
+
+@contextlib.contextmanager
+def bench_database(prefix: str) -> Iterator[tuple[Path, Database]]:
+    """A temporary directory with an embedded PostgreSQL in it; everything started is stopped after."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    db: Database | None = None
+    try:
+        log(f"workdir {workdir}; starting embedded PostgreSQL")
+        db = Database(workdir)
+        yield workdir, db
+    finally:
+        stop_all()
+        if db is not None:
+            db.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def log(msg: str) -> None:
@@ -574,15 +605,7 @@ def main() -> int:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGALRM:
-            raise BenchTimeout(f"--max-runtime {args.max_runtime}s exceeded")
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(args.max_runtime)
+    arm_time_limit(args.max_runtime)
 
     workdir = Path(tempfile.mkdtemp(prefix="ticker-bench-"))
     database: Database | None = None

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
-from intake import VENV_BIN, Database, free_port, log, spawn, stop, stop_all, wait_healthy  # type: ignore[import-not-found]
+from intake import VENV_BIN, Database, bench_database, free_port, log, spawn, stop, wait_healthy  # type: ignore[import-not-found]
 
 TARGET = 1000.0
 
@@ -140,11 +138,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.deliveries, args.runs = 5000, 1
-    workdir = Path(tempfile.mkdtemp(prefix="ticker-webhook-bench-"))
-    db: Database | None = None
-    try:
-        log(f"workdir {workdir}; starting embedded PostgreSQL")
-        db = Database(workdir)
+    with bench_database("ticker-webhook-bench-") as (workdir, db):
         results = [run_once(db, workdir, args.deliveries, i + 1) for i in range(args.runs)]
         median = statistics.median(r["rate"] for r in results)
         lost = sum(args.deliveries - r["unique"] for r in results)
@@ -155,11 +149,6 @@ def main() -> int:
             f"runs {', '.join(format(r['rate'], ',.0f') for r in results)}; lost {lost:.0f}"
         )
         return 0
-    finally:
-        stop_all()
-        if db is not None:
-            db.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from intake import (
     Config,
     Database,
     Harness,
+    arm_time_limit,
     cpu_seconds,
     log,
     stop_all,
@@ -324,15 +325,7 @@ def main() -> int:
     if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the servers we start
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGALRM:
-            raise BenchTimeout(f"--max-runtime {args.max_runtime}s exceeded")
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(args.max_runtime)
+    arm_time_limit(args.max_runtime)
 
     workdir = Path(tempfile.mkdtemp(prefix="ticker-ws-bench-"))
     database: Database | None = None

@@ -11,21 +11,14 @@ import asyncpg
 import msgspec
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import eventually, make_client
+from tests.conftest import SPEC_ORDER, eventually, make_client
 from tests.integration.test_relay import runtime_of
 from tests.integration.test_webhooks import WEBHOOK_ENV, register
 from tests.webhook_receiver import Receiver, receivers, start_receiver
 
 __all__ = ["receivers"]  # the fixture
 
-NIFTY_MARKET = {
-    "exchange": "NFO",
-    "tradingsymbol": "NIFTY25NOVFUT",
-    "transaction_type": "BUY",
-    "quantity": 50,
-    "product": "NRML",
-    "order_type": "MARKET",
-}
+NIFTY_MARKET = SPEC_ORDER
 BANKNIFTY_MARKET = NIFTY_MARKET | {"tradingsymbol": "BANKNIFTY25NOVFUT", "quantity": 25}
 NIFTY_RESTING = NIFTY_MARKET | {"order_type": "LIMIT", "price": 19000.0}  # far below the market: rests OPEN
 INFY_ONE = {

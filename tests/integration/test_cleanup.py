@@ -5,17 +5,9 @@ from __future__ import annotations
 import asyncpg
 
 from tests.conftest import SPEC_ORDER, make_client
+from tests.integration.test_batches import INFY_ONE as INFY
 from ticker_service.db.engine import create_engine
 from ticker_service.jobs.maintenance import cleanup
-
-INFY = {
-    "exchange": "NSE",
-    "tradingsymbol": "INFY",
-    "transaction_type": "BUY",
-    "quantity": 1,
-    "product": "CNC",
-    "order_type": "MARKET",
-}
 
 
 async def test_cleanup_deletes_old_finished_work_and_keeps_the_rest(database_url: str, db: asyncpg.Connection) -> None:

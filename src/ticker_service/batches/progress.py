@@ -15,36 +15,15 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ticker_service.batches.views import LEGS, SUCCESS_STATUSES, build_view, leg_error, leg_ok, leg_order_status
+from ticker_service.brokers.base import OPEN_ORDER_STATUSES
 from ticker_service.orders.tasks import COMPLETED, PENDING, SKIPPED, new_broker_tag
 from ticker_service.outbox.events import NewEvent, new_event, task_status_event
 from ticker_service.outbox.writer import notify_task_done
 
-# A leg succeeds when the broker reports its order in one of these states
-SUCCESS_STATUSES = frozenset(
-    {
-        "OPEN",
-        "TRIGGER PENDING",
-        "COMPLETE",
-        "AMO REQ RECEIVED",
-        "PUT ORDER REQ RECEIVED",
-        "VALIDATION PENDING",
-        "OPEN PENDING",
-        "MODIFY PENDING",
-        "MODIFY VALIDATION PENDING",
-    }
-)
-CANCELLABLE = SUCCESS_STATUSES - {"COMPLETE"}
+CANCELLABLE = OPEN_ORDER_STATUSES  # a leg whose order is still working is undone by cancelling it
 _encoder = msgspec.json.Encoder()
 
-_LEGS = """
-SELECT t.task_id, t.batch_index, t.status, t.order_id, t.last_error, t.result, t.params, t.account_id,
-       o.status AS order_status, o.status_message, o.filled_quantity, o.exchange, o.tradingsymbol, o.product,
-       o.transaction_type
-FROM order_tasks AS t
-LEFT JOIN orders AS o ON o.account_id = t.account_id AND o.order_id = t.order_id
-WHERE t.batch_id = $1 AND t.batch_role = 'leg'
-ORDER BY t.batch_index
-"""
 _PROMOTE = """
 UPDATE order_tasks SET status = 'pending', next_attempt_at = now(), updated_at = now(),
     deadline_at = now() + make_interval(secs => expires_in::float8)
@@ -64,22 +43,6 @@ VALUES ($1, $1, '', $2, $3::jsonb, 'pending', 0, $4, now(), now(), $5, $6, $7, n
     now() + make_interval(secs => $8::float8), $9, $10, $11)
 RETURNING *
 """
-
-
-def leg_order_status(leg: Mapping[str, Any]) -> str | None:
-    status: str | None = leg["order_status"] or (leg["result"] or {}).get("order_status")
-    return status
-
-
-def leg_ok(leg: Mapping[str, Any]) -> bool:
-    return leg["status"] == COMPLETED and leg_order_status(leg) in SUCCESS_STATUSES
-
-
-def leg_error(leg: Mapping[str, Any]) -> str | None:
-    if leg["status"] == COMPLETED and leg_order_status(leg) not in SUCCESS_STATUSES:
-        return str(leg["status_message"] or f"the order is {leg_order_status(leg)}")
-    error: str | None = leg["last_error"]
-    return error
 
 
 async def _new_task(
@@ -160,7 +123,7 @@ class BatchProgress:
             if promoted is not None:
                 return [task_status_event(promoted, PENDING)]
             return await self._finish(conn, batch["batch_id"])
-        legs = await conn.fetch(_LEGS, batch["batch_id"])
+        legs = await conn.fetch(LEGS, batch["batch_id"])
         failure = leg_error(legs[index]) or "failed"
         events: list[NewEvent] = []
         skipped = await conn.fetch(_SKIP, batch["batch_id"], f"not placed: order {index} of the batch failed")
@@ -236,7 +199,7 @@ class BatchProgress:
             if order_status == "CANCELLED":  # by this task, or already by someone else: undone either way
                 rollback[key] = {"outcome": "cancelled", "action": "cancel", "task_id": task["task_id"]}
             elif order_status == "COMPLETE" and batch["rollback_mode"] == "square_off":
-                legs = await conn.fetch(_LEGS, batch["batch_id"])
+                legs = await conn.fetch(LEGS, batch["batch_id"])
                 row = await self._square_off_task(conn, batch, legs[index])
                 rollback[key] = {"outcome": "pending", "action": "square_off", "task_id": row["task_id"]}
                 events.append(task_status_event(row, PENDING))
@@ -274,10 +237,8 @@ class BatchProgress:
         return events
 
     async def _finish(self, conn: asyncpg.Connection, batch_id: str) -> list[NewEvent]:
-        from ticker_service.batches.views import load_view  # the view module reads what this one writes
-
         batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
-        legs = await conn.fetch(_LEGS, batch_id)
+        legs = await conn.fetch(LEGS, batch_id)
         rollback: dict[str, Any] = dict(batch["rollback"])
         error: str | None
         if batch["status"] == "rolling_back":
@@ -295,14 +256,14 @@ class BatchProgress:
             failures = [f"Order {leg['batch_index']} failed: {leg_error(leg)}" for leg in legs if not leg_ok(leg)]
             final = "failed" if failures else "completed"
             error = "; ".join(failures) + "." if failures else None
-        await conn.execute(
-            "UPDATE batches SET status = $2, error = $3, completed_at = now(), updated_at = now() WHERE batch_id = $1",
+        batch = await conn.fetchrow(
+            "UPDATE batches SET status = $2, error = $3, completed_at = now(), updated_at = now() "
+            "WHERE batch_id = $1 RETURNING *",
             batch_id,
             final,
             error,
         )
-        view = await load_view(conn, batch_id)
-        assert view is not None
+        view = build_view(batch, legs)
         await notify_task_done(conn, batch_id)
         name = {"completed": "batch_completed", "failed": "batch_failed"}.get(final, "batch_rollback_failed")
         return [new_event(name, msgspec.to_builtins(view), task_id=None, order_id=None)]

@@ -7,34 +7,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from ticker_service.orders.schemas import (
-    AccountId,
-    ClientTag,
-    Exchange,
-    ExpiresIn,
-    OrderType,
-    Price,
-    Product,
-    Quantity,
-    TransactionType,
-    Validity,
-    Variety,
-)
+from ticker_service.orders.schemas import AccountId, ExpiresIn, OrderFields
 
 
-class BatchLeg(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    exchange: Exchange
-    tradingsymbol: Annotated[str, Meta(min_length=1, max_length=64)]
-    transaction_type: TransactionType
-    quantity: Quantity
-    product: Product
-    order_type: OrderType
-    variety: Variety = "regular"
-    price: Price | None = None
-    trigger_price: Price | None = None
-    validity: Validity = "DAY"
-    disclosed_quantity: Annotated[int, Meta(ge=0)] | None = None
-    tag: ClientTag | None = None
+class BatchLeg(OrderFields, forbid_unknown_fields=True, kw_only=True):
+    """One leg: an order's fields (account, deadline and market protection are the batch's)."""
 
 
 class BatchOrdersRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

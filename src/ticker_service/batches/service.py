@@ -33,7 +33,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING batch_id
 """
-_LEGS = """
+_INSERT_LEGS = """
 INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
     created_at, updated_at, account_id, broker_tag, next_attempt_at, expires_in, deadline_at,
     batch_id, batch_index, batch_role)
@@ -87,7 +87,7 @@ class BatchService:
                     )
                 return str(existing["batch_id"]), False
             tasks = await conn.fetch(
-                _LEGS,
+                _INSERT_LEGS,
                 digest,
                 settings.max_attempts,
                 req.account_id,

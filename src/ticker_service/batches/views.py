@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from ticker_service.batches.progress import _LEGS, leg_error, leg_ok, leg_order_status
 from ticker_service.batches.schemas import BatchView, LegView
+from ticker_service.brokers.base import OPEN_ORDER_STATUSES
+from ticker_service.orders.tasks import COMPLETED
 from ticker_service.timeutil import rfc3339
 
 FINAL = frozenset({"completed", "failed", "rollback_failed"})
+# A leg succeeds when the broker reports its order working or filled
+SUCCESS_STATUSES = OPEN_ORDER_STATUSES | {"COMPLETE"}
+
+# A batch's legs with their orders as the mirror has them
+LEGS = """
+SELECT t.task_id, t.batch_index, t.status, t.order_id, t.last_error, t.result, t.params, t.account_id,
+       o.status AS order_status, o.status_message, o.filled_quantity, o.exchange, o.tradingsymbol, o.product,
+       o.transaction_type
+FROM order_tasks AS t
+LEFT JOIN orders AS o ON o.account_id = t.account_id AND o.order_id = t.order_id
+WHERE t.batch_id = $1 AND t.batch_role = 'leg'
+ORDER BY t.batch_index
+"""
+
+
+def leg_order_status(leg: Mapping[str, Any]) -> str | None:
+    status: str | None = leg["order_status"] or (leg["result"] or {}).get("order_status")
+    return status
+
+
+def leg_ok(leg: Mapping[str, Any]) -> bool:
+    return leg["status"] == COMPLETED and leg_order_status(leg) in SUCCESS_STATUSES
+
+
+def leg_error(leg: Mapping[str, Any]) -> str | None:
+    if leg["status"] == COMPLETED and leg_order_status(leg) not in SUCCESS_STATUSES:
+        return str(leg["status_message"] or f"the order is {leg_order_status(leg)}")
+    error: str | None = leg["last_error"]
+    return error
 
 
 async def load_view(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> BatchView | None:
     batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
     if batch is None:
         return None
-    legs = await conn.fetch(_LEGS, batch_id)
+    return build_view(batch, await conn.fetch(LEGS, batch_id))
+
+
+def build_view(batch: Mapping[str, Any], legs: Sequence[Mapping[str, Any]]) -> BatchView:
     rollback: dict[str, Any] = dict(batch["rollback"])
     views = []
     standing = 0

@@ -16,6 +16,19 @@ import msgspec
 
 OrderStatus = str  # Kite's words: OPEN, COMPLETE, CANCELLED, REJECTED, TRIGGER PENDING, ...
 TERMINAL_ORDER_STATUSES = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
+# Kite's states of an order that is still working at the exchange (it can be modified or cancelled)
+OPEN_ORDER_STATUSES = frozenset(
+    {
+        "OPEN",
+        "TRIGGER PENDING",
+        "AMO REQ RECEIVED",
+        "PUT ORDER REQ RECEIVED",
+        "VALIDATION PENDING",
+        "OPEN PENDING",
+        "MODIFY PENDING",
+        "MODIFY VALIDATION PENDING",
+    }
+)
 
 
 class BrokerError(Exception):

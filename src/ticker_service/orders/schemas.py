@@ -21,8 +21,9 @@ ClientTag = Annotated[str, Meta(max_length=20)]
 ExpiresIn = Annotated[float, Meta(gt=0, le=86_400)]
 
 
-class PlaceOrderRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One order. `tag` is the client's own (stored and returned); the broker gets the service's tag."""
+class OrderFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An order's own fields, as a single order and each leg of a batch take them. `tag` is the
+    client's own (stored and returned); the broker gets the service's tag."""
 
     exchange: Exchange
     tradingsymbol: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -36,6 +37,11 @@ class PlaceOrderRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     validity: Validity = "DAY"
     disclosed_quantity: Annotated[int, Meta(ge=0)] | None = None
     tag: ClientTag | None = None
+
+
+class PlaceOrderRequest(OrderFields, forbid_unknown_fields=True, kw_only=True):
+    """One order: its fields plus how to place it."""
+
     market_protection: Annotated[float, Meta(ge=-1, le=100)] | None = None
     expires_in: ExpiresIn | None = None
     account_id: AccountId = "primary"

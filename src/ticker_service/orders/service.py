@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticker_service.brokers.base import Broker, BrokerError, OrderNotFound
+from ticker_service.brokers.base import OPEN_ORDER_STATUSES, Broker, BrokerError, OrderNotFound
 from ticker_service.db.tables import orders
 from ticker_service.instruments import InstrumentBook, check_order, to_decimal
 from ticker_service.orders.mirror import mirror_row_to_order
@@ -30,17 +30,6 @@ from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.orders")
-
-OPEN_ORDER_STATUSES = (
-    "OPEN",
-    "TRIGGER PENDING",
-    "AMO REQ RECEIVED",
-    "PUT ORDER REQ RECEIVED",
-    "VALIDATION PENDING",
-    "OPEN PENDING",
-    "MODIFY PENDING",
-    "MODIFY VALIDATION PENDING",
-)
 
 
 @dataclass(frozen=True, slots=True)
