@@ -44,13 +44,14 @@ WITH due AS (
     ORDER BY d.next_attempt_at
     LIMIT 2000
 ), fair AS (
-    SELECT delivery_id, next_attempt_at FROM (
-        SELECT delivery_id, next_attempt_at,
+    SELECT x.delivery_id, x.next_attempt_at FROM (
+        SELECT delivery_id, webhook_id, next_attempt_at,
                row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at) AS rn
         FROM due
     ) AS x
-    WHERE x.rn <= $5
-    ORDER BY next_attempt_at
+    LEFT JOIN unnest($6::text[], $7::int[]) AS f(webhook_id, in_flight) ON f.webhook_id = x.webhook_id
+    WHERE x.rn <= $5 - COALESCE(f.in_flight, 0)
+    ORDER BY x.next_attempt_at
     LIMIT $4
 ), c AS (
     SELECT d.delivery_id FROM webhook_deliveries AS d JOIN fair ON fair.delivery_id = d.delivery_id
@@ -200,7 +201,18 @@ class DeliverySender:
         busy = [w for w, n in self._inflight.items() if n >= per_endpoint]
         want = min(free, 200)
         lease = float(2 * self.settings.webhook_timeout + 5)  # the send is bounded by the timeout
-        rows = await self.pool.fetch(_CLAIM, self.owner, lease, busy, want, per_endpoint)
+        # each endpoint gets at most what its share has left in this process: claims run one at a time
+        # here, so the in-flight counts are exact
+        rows = await self.pool.fetch(
+            _CLAIM,
+            self.owner,
+            lease,
+            busy,
+            want,
+            per_endpoint,
+            list(self._inflight),
+            list(self._inflight.values()),
+        )
         for row in rows:
             self._inflight[row["webhook_id"]] += 1
             self._total += 1
