@@ -156,7 +156,14 @@ async def test_receiver_down_then_up_gets_every_event_once(
         }
         assert len(expected) == 20
         await eventually(lambda: {b["event_id"] for b in receiver.ok_bodies()} == expected, timeout=30)
-        # exactly one delivery row per event, each delivered; retries were seen on the wire with the same id
+        # exactly one delivery row per event, each delivered; retries were seen on the wire with the same id.
+        # The receiver has answered 200 before the sender records it: wait for the records, not the wire.
+        hook_id = hook["webhook_id"]
+        await eventually(
+            lambda: db.fetchval(
+                "SELECT bool_and(status = 'delivered') FROM webhook_deliveries WHERE webhook_id = $1", hook_id
+            )
+        )
         rows = await db.fetch(
             "SELECT event_id, status, attempts FROM webhook_deliveries WHERE webhook_id = $1", hook["webhook_id"]
         )
