@@ -37,12 +37,12 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     from ticker_service.logging import configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logging.level, settings.logging.format)
     log = structlog.get_logger("ticker")
     url = _database_url(settings)
-    if settings.migrate_on_start:
+    if settings.database.migrate_on_start:
         asyncio.run(run_migrations(url))
-    log.info("starting", settings=describe(settings), embedded_database=settings.database_url is None)
+    log.info("starting", settings=describe(settings), embedded_database=settings.database.url is None)
     # migrations already ran above (under the advisory lock); the lifespan need not repeat them
     app = create_app(settings, database_url=url, migrate=False, freeze_gc=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found:
@@ -50,17 +50,17 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.broker_timeout) + 5,
-        ws_ping_interval=settings.ws_ping_interval or None,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        ws_per_message_deflate=settings.ws_compression,
+        timeout_graceful_shutdown=int(settings.execution.broker_timeout) + 5,
+        ws_ping_interval=settings.stream.ping_interval or None,
+        ws_ping_timeout=settings.stream.ping_timeout,
+        ws_per_message_deflate=settings.stream.compression,
     )
-    _stream_closing_server(config, app, settings.socket_send_buffer).run()
+    _stream_closing_server(config, app, settings.server.socket_send_buffer).run()
     return 0
 
 
@@ -109,7 +109,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ticker_service.db.engine import create_engine
-    from ticker_service.orders.tasks import NotRetryable, list_tasks, retry_dead_letter
+    from ticker_service.orders.lifecycle.tasks import NotRetryable, list_tasks, retry_dead_letter
 
     settings = _settings()
     url = _database_url(settings)

@@ -7,55 +7,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 import asyncpg
 import structlog
 
+from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker
-from ticker_service.brokers.paper.broker import PaperBroker
+from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
-from ticker_service.instruments import InstrumentBook, load_instruments
+from ticker_service.instruments import load_instruments
 from ticker_service.jobs import maintenance
 from ticker_service.jobs.singleton import (
     CLEANUP_LOCK,
-    MATCHER_LOCK,
     RECONCILE_LOCK,
     WEBHOOK_FANOUT_LOCK,
+    account_lock,
+    check_account_locks,
+    hold_singleton,
     run_singleton,
 )
+from ticker_service.orders.lifecycle.executor import Executor
+from ticker_service.orders.mirror import follow_order_updates
 from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
+from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.outbox.listener import NotificationListener
-from ticker_service.outbox.relay import Relay
-from ticker_service.outbox.writer import EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
-from ticker_service.settings import Settings, SettingsError
+from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
-from ticker_service.webhooks.service import DELIVERIES_CHANNEL, WebhookService
+from ticker_service.webhooks.service import WebhookService
 from ticker_service.webhooks.urls import UrlGuard
 
 log = structlog.get_logger("ticker.runtime")
-
-
-def check_brokers(settings: Settings) -> None:
-    for account_id, account in settings.accounts.items():
-        if account.broker != "paper":
-            raise SettingsError(
-                f"TICKER_ACCOUNTS: account {account_id!r} uses broker 'kite', which this release does not "
-                "drive yet; use 'paper'"
-            )
-
-
-def build_brokers(settings: Settings, pool: asyncpg.Pool, instruments: InstrumentBook) -> dict[str, Broker]:
-    check_brokers(settings)
-    return {
-        account_id: PaperBroker(account_id, account, pool, instruments)
-        for account_id, account in settings.accounts.items()
-    }
 
 
 class Runtime:
@@ -64,19 +52,20 @@ class Runtime:
         self.database_url = database_url
         self.dsn = asyncpg_dsn(database_url)
         # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
-        # relay, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
+        # executor, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
         self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
         self.instruments = load_instruments()
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
-        self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.relay.notify())
+        self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
         # made by start(), once the pool exists
         self.pool: asyncpg.Pool
         self.brokers: dict[str, Broker]
-        self.relay: Relay
+        self.executor: Executor
         self.orders: OrderService
-        check_brokers(settings)  # refuse unsupported brokers before anything starts
+        check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
+        check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
         self.listener.subscribe(EVENTS_CHANNEL, self.stream.on_notify)
         self._stop = asyncio.Event()
@@ -85,31 +74,35 @@ class Runtime:
 
     async def start(self) -> None:
         self._stop.clear()
-        self.pool = await create_pool(self.dsn, self.settings.db_pool_size + self.settings.relay_workers)
-        self.brokers = build_brokers(self.settings, self.pool, self.instruments)
-        self.relay = Relay(self.pool, self.brokers.__getitem__, self.settings, on_task_resolved=self.waiters.resolve)
+        self.pool = await create_pool(self.dsn, self.settings.database.pool_size + self.settings.execution.workers)
+        context = BrokerContext(self.pool, self.instruments, self.settings)
+        self.brokers = build_brokers(self.settings.accounts.brokers, context)
+        hooks = [BatchProgress(self.settings.execution.max_attempts, self.settings.execution.default_expires_in)]
+        self.executor = Executor(
+            self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
+        )
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
         self.batches = BatchService(self.pool, self.orders, self.waiters)
-        guard = UrlGuard(self.settings.webhook_allow_private)
-        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts))
+        guard = UrlGuard(self.settings.webhooks.allow_private)
+        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts.brokers))
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())
         await self.stream.start()
         await self.listener.start()
-        await self.relay.start()
+        await self.executor.start()
         await self.webhook_sender.start()
         s = self.settings
-        grace = 2 * s.broker_timeout
-        schedule = maintenance.CleanupSchedule(s.task_cleanup_schedule)
+        grace = 2 * s.execution.broker_timeout
+        schedule = maintenance.CleanupSchedule(s.database.task_cleanup_schedule)
 
         async def cleanup_step() -> None:
             if schedule.due():
-                await maintenance.cleanup(self.engine, s.task_retention_days)
+                await maintenance.cleanup(self.engine, s.database.task_retention_days)
 
         self._background = [
             asyncio.create_task(
-                self._every(s.poll_interval, lambda: maintenance.sweep_expired_leases(self.pool, grace)),
+                self._every(s.execution.poll_interval, lambda: maintenance.sweep_expired_leases(self.pool, grace)),
                 name="lease-sweeper",
             ),
             asyncio.create_task(
@@ -118,21 +111,10 @@ class Runtime:
                     self.dsn,
                     RECONCILE_LOCK,
                     lambda: maintenance.reconcile_orders(self.pool, self.brokers),
-                    lambda: s.reconcile_interval,
+                    lambda: s.execution.reconcile_interval,
                     self._stop,
                 ),
                 name="reconciler",
-            ),
-            asyncio.create_task(
-                run_singleton(
-                    "paper-matcher",
-                    self.dsn,
-                    MATCHER_LOCK,
-                    lambda: maintenance.match_paper_orders(self.pool, self.brokers),
-                    lambda: s.matcher_interval,
-                    self._stop,
-                ),
-                name="paper-matcher",
             ),
             asyncio.create_task(
                 run_singleton(
@@ -140,7 +122,7 @@ class Runtime:
                     self.dsn,
                     WEBHOOK_FANOUT_LOCK,
                     lambda: fan_out(self.pool),
-                    lambda: s.poll_interval,
+                    lambda: s.execution.poll_interval,
                     self._stop,
                     self._fanout_wake,
                     min_gap=0.01,  # every intake NOTIFYs: one pass per 10 ms at most under load
@@ -152,7 +134,27 @@ class Runtime:
                 name="cleanup",
             ),
         ]
-        log.info("runtime started", instance_id=s.instance_id, workers=s.relay_workers, accounts=sorted(self.brokers))
+        # each account's broker tells of the changes it makes on its own (fills, exchange cancels, orders
+        # placed elsewhere): one process per account follows that stream into the order mirror
+        for account_id, broker in self.brokers.items():
+            self._background.append(
+                asyncio.create_task(
+                    hold_singleton(
+                        f"order-updates-{account_id}",
+                        self.dsn,
+                        account_lock(account_id),
+                        functools.partial(follow_order_updates, self.pool, broker),
+                        self._stop,
+                    ),
+                    name=f"order-updates-{account_id}",
+                )
+            )
+        log.info(
+            "runtime started",
+            instance_id=s.server.instance_id,
+            workers=s.execution.workers,
+            accounts=sorted(self.brokers),
+        )
 
     async def _every(self, interval: float, step: Any) -> None:
         while not self._stop.is_set():
@@ -166,7 +168,7 @@ class Runtime:
     async def stop(self) -> None:
         await self.stream.stop()  # sockets closed with 1001 first
         self._stop.set()
-        await self.relay.stop()
+        await self.executor.stop()
         await self.webhook_sender.stop()
         for task in self._background:
             task.cancel()

@@ -7,7 +7,7 @@ import asyncpg
 
 from tests.conftest import _asyncpg_dsn
 from ticker_service.db.pool import create_pool
-from ticker_service.outbox.events import new_event
+from ticker_service.outbox.event import new_event
 from ticker_service.outbox.writer import append_events, append_events_and_commit
 
 NASTY = [

@@ -12,11 +12,11 @@ import pytest
 
 from ticker_service.brokers.base import BrokerRejected, ModifyOrderParams, PlaceOrderParams
 from ticker_service.brokers.paper.broker import PaperBroker
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.paper.prices import RESOLUTION, price_at
 from ticker_service.db.engine import asyncpg_dsn
 from ticker_service.db.pool import create_pool
 from ticker_service.instruments import load_instruments
-from ticker_service.settings import AccountSettings
 
 BOOK = """
 SELECT exchange, tradingsymbol, product, sum(net) AS net, sum(buys) AS buys, sum(sells) AS sells FROM (
@@ -98,7 +98,7 @@ async def test_exposure_follows_every_change_and_the_matcher_fills_what_the_pric
     t_low, low, t_high, high = extremes("INFY", 1_800_000_000.0)
     assert low < high
     clock = Clock(t_high)
-    broker = PaperBroker("acct", AccountSettings(funds=1e9), pool, load_instruments(), clock=clock)
+    broker = PaperBroker("acct", PaperAccount(funds=1e9), pool, load_instruments(), clock=clock)
 
     await broker.place_order(order("BUY", 10, "MARKET", "T1"))  # fills at once
     resting = (await broker.place_order(order("BUY", 7, "LIMIT", "T2", price=low))).order  # rests at the high
@@ -136,7 +136,7 @@ async def test_funds_check_reads_the_running_totals(pool: asyncpg.Pool, db: asyn
     _, low, t_high, high = extremes("INFY", 1_800_000_100.0)
     clock = Clock(t_high)
     funds = float(high * 10 + high / 2)  # room for ten shares at the high, not eleven
-    broker = PaperBroker("small", AccountSettings(funds=funds), pool, load_instruments(), clock=clock)
+    broker = PaperBroker("small", PaperAccount(funds=funds), pool, load_instruments(), clock=clock)
     await broker.place_order(order("BUY", 4, "MARKET", "F1"))
     limit = (await broker.place_order(order("BUY", 6, "LIMIT", "F2", price=low - 20))).order
     assert limit is not None and limit.status == "OPEN"
@@ -155,7 +155,7 @@ async def test_funds_check_reads_the_running_totals(pool: asyncpg.Pool, db: asyn
 
 async def test_the_order_book_is_the_days_orders_plus_open_ones(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
     """As Kite's: yesterday's finished orders leave the book (and reconciliation's pass), open ones stay."""
-    broker = PaperBroker("days", AccountSettings(), pool, load_instruments())
+    broker = PaperBroker("days", PaperAccount(), pool, load_instruments())
     today = (await broker.place_order(order("BUY", 1, "MARKET", "D1"))).order
     kept = (await broker.place_order(order("BUY", 1, "LIMIT", "D2", price=Decimal("1400")))).order
     gone = (await broker.place_order(order("BUY", 1, "MARKET", "D3"))).order

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import eventually, make_settings
 from ticker_service.db.engine import asyncpg_dsn
 from ticker_service.db.pool import create_pool
-from ticker_service.outbox.events import new_event
+from ticker_service.outbox.event import new_event
 from ticker_service.outbox.writer import append_events
 from ticker_service.stream.hub import StreamHub
 from ticker_service.stream.subscriber import Subscriber

@@ -41,14 +41,14 @@ def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) 
 
 def test_defaults_match_the_design() -> None:
     s = load_settings({})
-    assert (s.host, s.port, s.database_url) == ("127.0.0.1", 8080, None)
-    assert list(s.accounts) == ["primary"] and s.accounts["primary"].broker == "paper"
-    assert s.accounts["primary"].funds == 1_000_000
-    assert s.task_retention_days == 7 and s.task_cleanup_schedule == "0 2 * * *"
-    assert s.max_attempts == 5 and s.default_expires_in == 30
-    assert s.lease_seconds <= 10 and s.lease_seconds > s.broker_timeout
-    assert 80_000 <= sum(s.webhook_retry_schedule) <= 100_000  # about a day
-    assert s.ws_backlog == 1000 and s.ws_ping_interval == 20 and s.ws_ping_timeout == 20
+    assert (s.server.host, s.server.port, s.database.url) == ("127.0.0.1", 8080, None)
+    assert list(s.accounts.brokers) == ["primary"] and s.accounts.brokers["primary"].broker == "paper"
+    assert s.accounts.brokers["primary"].funds == 1_000_000
+    assert s.database.task_retention_days == 7 and s.database.task_cleanup_schedule == "0 2 * * *"
+    assert s.execution.max_attempts == 5 and s.execution.default_expires_in == 30
+    assert s.execution.lease_seconds <= 10 and s.execution.lease_seconds > s.execution.broker_timeout
+    assert 80_000 <= sum(s.webhooks.retry_schedule) <= 100_000  # about a day
+    assert s.stream.backlog == 1000 and s.stream.ping_interval == 20 and s.stream.ping_timeout == 20
 
 
 def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:
@@ -60,7 +60,7 @@ def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:
             "TICKER_API_KEYS": '{"0123456789abcdef": ["k"]}',
         }
     )
-    assert s.database_url == "postgresql+asyncpg://user:hunter2@db:5432/ticker"
+    assert s.database.url == "postgresql+asyncpg://user:hunter2@db:5432/ticker"
     shown = str(describe(s))
     for secret in ("hunter2", "sss", "ttt", "0123456789abcdef"):
         assert secret not in shown

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
-from ticker_service.batches.service import BatchService
+from ticker_service.batches.service import BatchService, accounts_of_batch
 from ticker_service.batches.views import FINAL
-from ticker_service.system.auth import Caller
+from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError
 
 Wait = Annotated[
@@ -33,26 +33,24 @@ class BatchesController(Controller):
         summary="Place 1 to 20 orders in order, rolling back on failure",
         description="201 once the batch has finished (success true or false, rollback done); 202 while it runs.",
         status_code=201,
+        opt=Access.body(),
     )
     async def place(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[BatchOrdersRequest],
         batch_service: NamedDependency[BatchService],
-        caller: NamedDependency[Caller],
         idempotency_key: IdempotencyKey = None,
         wait: Wait = 5.0,
     ) -> Response[BatchView]:
-        caller.require(data.account_id)
+        authorized(request).same(data.account_id)
         batch_id, _ = await batch_service.submit(data, idempotency_key)
         view = await batch_service.answer(batch_id, wait)
         return Response(view, status_code=201 if view.status in FINAL else 202)
 
-    @get("/{batch_id:str}", summary="A batch, as it stands")
-    async def get_batch(
-        self, batch_id: FromPath[str], batch_service: NamedDependency[BatchService], caller: NamedDependency[Caller]
-    ) -> BatchView:
+    @get("/{batch_id:str}", summary="A batch, as it stands", opt=Access.row("batch_id", accounts_of_batch, "batch"))
+    async def get_batch(self, batch_id: FromPath[str], batch_service: NamedDependency[BatchService]) -> BatchView:
         view = await batch_service.view(batch_id)
         if view is None:
             raise ApiError(404, f"batch_id: no batch {batch_id!r}")
-        caller.require(view.account_id)
         return view

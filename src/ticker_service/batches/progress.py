@@ -8,7 +8,6 @@ created with it. The batch row is locked first, so rollback tasks finishing toge
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,32 +16,16 @@ import msgspec
 
 from ticker_service.batches.views import LEGS, SUCCESS_STATUSES, build_view, leg_error, leg_ok, leg_order_status
 from ticker_service.brokers.base import OPEN_ORDER_STATUSES
-from ticker_service.orders.tasks import COMPLETED, PENDING, SKIPPED, new_broker_tag
-from ticker_service.outbox.events import NewEvent, new_event, task_status_event
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.events import task_status_event
+from ticker_service.orders.lifecycle.states import BatchRole, Operation, TaskStatus
+from ticker_service.orders.lifecycle.tasks import new_broker_tag, new_task_id
+from ticker_service.outbox.event import NewEvent, new_event
 from ticker_service.outbox.writer import notify_task_done
 
+BATCH_EVENTS = ("batch_completed", "batch_failed", "batch_rollback_failed")
 CANCELLABLE = OPEN_ORDER_STATUSES  # a leg whose order is still working is undone by cancelling it
 _encoder = msgspec.json.Encoder()
-
-_PROMOTE = """
-UPDATE order_tasks SET status = 'pending', next_attempt_at = now(), updated_at = now(),
-    deadline_at = now() + make_interval(secs => expires_in::float8)
-WHERE batch_id = $1 AND batch_role = 'leg' AND batch_index = $2 AND status = 'waiting'
-RETURNING *, pg_notify('ticker_tasks', '') AS notified
-"""
-_SKIP = """
-UPDATE order_tasks SET status = 'skipped', updated_at = now(), last_error = $2
-WHERE batch_id = $1 AND batch_role = 'leg' AND status = 'waiting'
-RETURNING *
-"""
-_INSERT_TASK = """
-INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
-    created_at, updated_at, account_id, broker_tag, order_id, next_attempt_at, expires_in, deadline_at,
-    batch_id, batch_index, batch_role)
-VALUES ($1, $1, '', $2, $3::jsonb, 'pending', 0, $4, now(), now(), $5, $6, $7, now(), $8::numeric,
-    now() + make_interval(secs => $8::float8), $9, $10, $11)
-RETURNING *
-"""
 
 
 async def _new_task(
@@ -58,8 +41,8 @@ async def _new_task(
     expires_in: float,
 ) -> Mapping[str, Any]:
     row = await conn.fetchrow(
-        _INSERT_TASK,
-        f"task_{uuid.uuid4().hex}",
+        queries.INSERT_BATCH_TASK,
+        new_task_id(),
         operation,
         _encoder.encode(params).decode(),
         max_attempts,
@@ -71,7 +54,7 @@ async def _new_task(
         index,
         role,
     )
-    await conn.execute("SELECT pg_notify('ticker_tasks', '')")
+    await conn.execute(queries.WAKE_WORKERS)
     return row  # type: ignore[no-any-return]
 
 
@@ -93,6 +76,8 @@ def square_off_params(leg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class BatchProgress:
+    """The executor's finish hook for tasks that belong to a batch (see `orders.lifecycle.hooks`)."""
+
     def __init__(self, max_attempts: int, rollback_expires_in: float) -> None:
         self.max_attempts = max_attempts
         self.rollback_expires_in = rollback_expires_in
@@ -106,28 +91,32 @@ class BatchProgress:
         error: str | None,
     ) -> list[NewEvent]:
         """Advance the task's batch; returns the events to append with the task's own."""
+        if not task.get("batch_id"):
+            return []
         batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1 FOR UPDATE", task["batch_id"])
         if batch is None or batch["status"] not in ("running", "rolling_back"):
             return []
         index: int = task["batch_index"]
         order_status = (result or {}).get("order_status")
-        if task["batch_role"] == "leg":
-            return await self._leg_done(conn, batch, index, status == COMPLETED and order_status in SUCCESS_STATUSES)
+        if task["batch_role"] == BatchRole.LEG:
+            ok = status == TaskStatus.COMPLETED and order_status in SUCCESS_STATUSES
+            return await self._leg_done(conn, batch, index, ok)
         return await self._rollback_done(conn, batch, task, index, status, order_status, error)
 
     async def _leg_done(
         self, conn: asyncpg.Connection, batch: Mapping[str, Any], index: int, ok: bool
     ) -> list[NewEvent]:
         if ok or not batch["rollback_on_failure"]:
-            promoted = await conn.fetchrow(_PROMOTE, batch["batch_id"], index + 1)
+            promoted = await conn.fetchrow(queries.PROMOTE_LEG, batch["batch_id"], index + 1)
             if promoted is not None:
-                return [task_status_event(promoted, PENDING)]
+                return [task_status_event(promoted, TaskStatus.PENDING)]
             return await self._finish(conn, batch["batch_id"])
         legs = await conn.fetch(LEGS, batch["batch_id"])
         failure = leg_error(legs[index]) or "failed"
         events: list[NewEvent] = []
-        skipped = await conn.fetch(_SKIP, batch["batch_id"], f"not placed: order {index} of the batch failed")
-        events += [task_status_event(row, SKIPPED, error=row["last_error"]) for row in skipped]
+        reason = f"not placed: order {index} of the batch failed"
+        skipped = await conn.fetch(queries.SKIP_LEGS, batch["batch_id"], reason)
+        events += [task_status_event(row, TaskStatus.SKIPPED, error=row["last_error"]) for row in skipped]
         rollback: dict[str, Any] = {}
         for leg in legs[:index]:
             key = str(leg["batch_index"])
@@ -135,11 +124,11 @@ class BatchProgress:
             if state in CANCELLABLE:
                 row = await self._cancel_task(conn, batch, leg)
                 rollback[key] = {"outcome": "pending", "action": "cancel", "task_id": row["task_id"]}
-                events.append(task_status_event(row, PENDING))
+                events.append(task_status_event(row, TaskStatus.PENDING))
             elif state == "COMPLETE" and batch["rollback_mode"] == "square_off":
                 row = await self._square_off_task(conn, batch, leg)
                 rollback[key] = {"outcome": "pending", "action": "square_off", "task_id": row["task_id"]}
-                events.append(task_status_event(row, PENDING))
+                events.append(task_status_event(row, TaskStatus.PENDING))
             elif state == "COMPLETE":
                 rollback[key] = {"outcome": "not_rolled_back", "message": "filled; cancel mode does not square off"}
             else:
@@ -160,10 +149,10 @@ class BatchProgress:
         return await _new_task(
             conn,
             batch,
-            operation="cancel_order",
+            operation=Operation.CANCEL,
             params={"variety": leg["params"].get("variety") or "regular"},
             index=leg["batch_index"],
-            role="cancel",
+            role=BatchRole.CANCEL,
             order_id=leg["order_id"],
             max_attempts=self.max_attempts,
             expires_in=self.rollback_expires_in,
@@ -173,10 +162,10 @@ class BatchProgress:
         return await _new_task(
             conn,
             batch,
-            operation="place_order",
+            operation=Operation.PLACE,
             params=square_off_params(leg),
             index=leg["batch_index"],
-            role="square_off",
+            role=BatchRole.SQUARE_OFF,
             order_id=None,
             max_attempts=self.max_attempts,
             expires_in=self.rollback_expires_in,
@@ -195,14 +184,14 @@ class BatchProgress:
         rollback = dict(batch["rollback"])
         key = str(index)
         events: list[NewEvent] = []
-        if task["batch_role"] == "cancel":
+        if task["batch_role"] == BatchRole.CANCEL:
             if order_status == "CANCELLED":  # by this task, or already by someone else: undone either way
                 rollback[key] = {"outcome": "cancelled", "action": "cancel", "task_id": task["task_id"]}
             elif order_status == "COMPLETE" and batch["rollback_mode"] == "square_off":
                 legs = await conn.fetch(LEGS, batch["batch_id"])
                 row = await self._square_off_task(conn, batch, legs[index])
                 rollback[key] = {"outcome": "pending", "action": "square_off", "task_id": row["task_id"]}
-                events.append(task_status_event(row, PENDING))
+                events.append(task_status_event(row, TaskStatus.PENDING))
             elif order_status == "COMPLETE":
                 rollback[key] = {
                     "outcome": "not_rolled_back",
@@ -218,7 +207,7 @@ class BatchProgress:
                     "message": error or f"cancel ended {status}",
                 }
         else:  # square_off
-            if status == COMPLETED and order_status == "COMPLETE":
+            if status == TaskStatus.COMPLETED and order_status == "COMPLETE":
                 rollback[key] = {"outcome": "squared_off", "action": "square_off", "task_id": task["task_id"]}
             else:
                 rollback[key] = {

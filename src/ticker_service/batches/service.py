@@ -16,11 +16,13 @@ import msgspec
 
 from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
 from ticker_service.batches.views import FINAL, load_view
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.events import task_status_event
+from ticker_service.orders.lifecycle.states import TaskStatus
+from ticker_service.orders.lifecycle.tasks import IdempotencyConflict, new_broker_tag, new_task_id
 from ticker_service.orders.schemas import PlaceOrderRequest
 from ticker_service.orders.service import OrderService
-from ticker_service.orders.tasks import PENDING, IdempotencyConflict, new_broker_tag
 from ticker_service.orders.waiters import TaskWaiters
-from ticker_service.outbox.events import task_status_event
 from ticker_service.outbox.writer import append_events
 from ticker_service.system.errors import FieldError
 
@@ -32,16 +34,6 @@ INSERT INTO batches (batch_id, account_id, idempotency_key, request_hash, rollba
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING batch_id
-"""
-_INSERT_LEGS = """
-INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
-    created_at, updated_at, account_id, broker_tag, next_attempt_at, expires_in, deadline_at,
-    batch_id, batch_index, batch_role)
-SELECT l.task_id, l.task_id, $1, 'place_order', l.params::jsonb,
-    CASE WHEN l.i = 0 THEN 'pending' ELSE 'waiting' END, 0, $2, now(), now(), $3, l.tag, now(), $4::numeric,
-    now() + make_interval(secs => $4::float8), $5, l.i, 'leg'
-FROM unnest($6::text[], $7::text[], $8::text[], $9::int[]) AS l(task_id, params, tag, i)
-RETURNING *
 """
 
 
@@ -70,7 +62,7 @@ class BatchService:
         request = {k: v for k, v in msgspec.to_builtins(req).items() if k != "orders"} | {"orders": legs}
         digest = hashlib.sha256(_encoder.encode(["batch", request])).hexdigest()
         key = idempotency_key or batch_id
-        expires_in = float(req.expires_in or settings.default_expires_in)
+        expires_in = float(req.expires_in or settings.execution.default_expires_in)
         async with self.pool.acquire() as conn, conn.transaction():
             created = await conn.fetchval(
                 _BATCH, batch_id, req.account_id, key, digest, req.rollback_on_failure, req.rollback_mode, len(legs)
@@ -87,20 +79,20 @@ class BatchService:
                     )
                 return str(existing["batch_id"]), False
             tasks = await conn.fetch(
-                _INSERT_LEGS,
+                queries.INSERT_LEGS,
                 digest,
-                settings.max_attempts,
+                settings.execution.max_attempts,
                 req.account_id,
                 expires_in,
                 batch_id,
-                [f"task_{uuid.uuid4().hex}" for _ in legs],
+                [new_task_id() for _ in legs],
                 [_encoder.encode(leg).decode() for leg in legs],
                 [new_broker_tag() for _ in legs],
                 list(range(len(legs))),
             )
             first = next(t for t in tasks if t["batch_index"] == 0)
-            await conn.execute("SELECT pg_notify('ticker_tasks', '')")
-            await append_events(conn, req.account_id, [task_status_event(first, PENDING)])
+            await conn.execute(queries.WAKE_WORKERS)
+            await append_events(conn, req.account_id, [task_status_event(first, TaskStatus.PENDING)])
         return batch_id, True
 
     async def view(self, batch_id: str) -> BatchView | None:
@@ -121,3 +113,9 @@ class BatchService:
     async def _status(self, batch_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow("SELECT status FROM batches WHERE batch_id = $1", batch_id)
         return dict(row) if row else None
+
+
+async def accounts_of_batch(pool: asyncpg.Pool, batch_id: str) -> list[str]:
+    """The account of a batch (the row lookup of its route)."""
+    account = await pool.fetchval("SELECT account_id FROM batches WHERE batch_id = $1", batch_id)
+    return [account] if account is not None else []

@@ -9,7 +9,7 @@ import asyncpg
 
 from ticker_service.batches.schemas import BatchView, LegView
 from ticker_service.brokers.base import OPEN_ORDER_STATUSES
-from ticker_service.orders.tasks import COMPLETED
+from ticker_service.orders.lifecycle.states import BatchRole, TaskStatus
 from ticker_service.timeutil import rfc3339
 
 FINAL = frozenset({"completed", "failed", "rollback_failed"})
@@ -17,13 +17,13 @@ FINAL = frozenset({"completed", "failed", "rollback_failed"})
 SUCCESS_STATUSES = OPEN_ORDER_STATUSES | {"COMPLETE"}
 
 # A batch's legs with their orders as the mirror has them
-LEGS = """
+LEGS = f"""
 SELECT t.task_id, t.batch_index, t.status, t.order_id, t.last_error, t.result, t.params, t.account_id,
        o.status AS order_status, o.status_message, o.filled_quantity, o.exchange, o.tradingsymbol, o.product,
        o.transaction_type
 FROM order_tasks AS t
 LEFT JOIN orders AS o ON o.account_id = t.account_id AND o.order_id = t.order_id
-WHERE t.batch_id = $1 AND t.batch_role = 'leg'
+WHERE t.batch_id = $1 AND t.batch_role = '{BatchRole.LEG.value}'
 ORDER BY t.batch_index
 """
 
@@ -34,11 +34,11 @@ def leg_order_status(leg: Mapping[str, Any]) -> str | None:
 
 
 def leg_ok(leg: Mapping[str, Any]) -> bool:
-    return leg["status"] == COMPLETED and leg_order_status(leg) in SUCCESS_STATUSES
+    return leg["status"] == TaskStatus.COMPLETED and leg_order_status(leg) in SUCCESS_STATUSES
 
 
 def leg_error(leg: Mapping[str, Any]) -> str | None:
-    if leg["status"] == COMPLETED and leg_order_status(leg) not in SUCCESS_STATUSES:
+    if leg["status"] == TaskStatus.COMPLETED and leg_order_status(leg) not in SUCCESS_STATUSES:
         return str(leg["status_message"] or f"the order is {leg_order_status(leg)}")
     error: str | None = leg["last_error"]
     return error

@@ -7,7 +7,7 @@ exactly these classes. Anything else a broker raises is treated as ambiguous (`B
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -144,5 +144,15 @@ class Broker(Protocol):
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]: ...
 
     async def positions(self) -> Mapping[str, list[dict[str, Any]]]: ...
+
+    def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
+        """Changes the broker makes on its own, as they happen: fills, cancellations by the exchange,
+        orders placed elsewhere (the paper matcher; Kite's ticker and postbacks).
+
+        One process per account consumes it (an advisory lock), recording each change in the order
+        mirror, which turns it into events exactly once. It runs until cancelled; if it raises, it
+        is started again after a pause, and reconciliation repairs whatever it missed meanwhile.
+        """
+        ...
 
     async def close(self) -> None: ...

@@ -32,6 +32,6 @@ def start_embedded(data_dir: Path) -> str:
 
 
 def resolve_database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    return start_embedded(settings.data_dir)
+    if settings.database.url:
+        return settings.database.url
+    return start_embedded(settings.database.data_dir)

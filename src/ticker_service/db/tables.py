@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -23,6 +24,16 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from ticker_service.orders.lifecycle.states import (
+    CLAIMABLE,
+    BatchRole,
+    Operation,
+    TaskStatus,
+    sql_in,
+    sql_is,
+    sql_values,
+)
 
 metadata = MetaData()
 
@@ -63,12 +74,15 @@ order_tasks = Table(
     Column("batch_index", Integer),
     Column("batch_role", Text),  # leg | cancel | square_off (the last two roll a leg back)
     UniqueConstraint("account_id", "idempotency_key", name="uq_order_tasks_account_idempotency"),
+    CheckConstraint(f"status IN {sql_values(TaskStatus)}", name="ck_order_tasks_status"),
+    CheckConstraint(f"operation IN {sql_values(Operation)}", name="ck_order_tasks_operation"),
+    CheckConstraint(f"batch_role IS NULL OR batch_role IN {sql_values(BatchRole)}", name="ck_order_tasks_batch_role"),
+    Index("ix_order_tasks_claimable", "next_attempt_at", postgresql_where=text(f"status IN {sql_in(CLAIMABLE)}")),
     Index(
-        "ix_order_tasks_claimable",
-        "next_attempt_at",
-        postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
+        "ix_order_tasks_running_lease",
+        "lease_expires_at",
+        postgresql_where=text(f"status = {sql_is(TaskStatus.RUNNING)}"),
     ),
-    Index("ix_order_tasks_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
     Index("ix_order_tasks_status", "status"),
     Index("ix_order_tasks_account_created", "account_id", "created_at"),
     Index("ix_order_tasks_order_id", "order_id"),

@@ -5,14 +5,12 @@
 * `reconcile_orders` (singleton): compares each account's broker order book with the mirror and
   records what changed. This repairs an event lost to a crash between a broker-side change (a
   paper fill, a Kite update) and the service recording it.
-* `match_paper_orders` (singleton): the paper exchange's matcher.
 * `cleanup` (singleton, cron): deletes finished tasks and old events after the retention period.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -23,27 +21,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ticker_service.brokers.base import Broker, BrokerOrder
-from ticker_service.brokers.paper.broker import PaperBroker
-from ticker_service.failpoints import failpoint
-from ticker_service.orders.mirror import apply_snapshot
-from ticker_service.orders.tasks import UNKNOWN
-from ticker_service.outbox.events import task_status_event
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.events import task_status_event
+from ticker_service.orders.lifecycle.states import TaskStatus
+from ticker_service.orders.mirror import record_orders
 from ticker_service.outbox.writer import append_events
 from ticker_service.system import metrics
 from ticker_service.timeutil import IST
 
 log = structlog.get_logger("ticker.jobs")
-
-
-_EXPIRED_LEASE = """
-SELECT * FROM order_tasks WHERE status = 'running' AND lease_expires_at < now()
-ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED
-"""
-_TO_UNKNOWN = """
-UPDATE order_tasks SET status = 'unknown', lease_owner = NULL, lease_expires_at = NULL, unknown_since = now(),
-    next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now()
-WHERE task_id = $1
-"""
 
 
 async def sweep_expired_leases(pool: asyncpg.Pool, grace_seconds: float, limit: int = 100) -> int:
@@ -52,11 +38,11 @@ async def sweep_expired_leases(pool: asyncpg.Pool, grace_seconds: float, limit: 
     message = "lease expired during the broker call (worker died or stalled); outcome unknown"
     for _ in range(limit):
         async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_EXPIRED_LEASE)
+            row = await conn.fetchrow(queries.EXPIRED_LEASE)
             if row is None:
                 return moved
-            await conn.execute(_TO_UNKNOWN, row["task_id"], float(grace_seconds), message)
-            await append_events(conn, row["account_id"], [task_status_event(row, UNKNOWN, error=message)])
+            await conn.execute(queries.LEASE_TO_UNKNOWN, row["task_id"], float(grace_seconds), message)
+            await append_events(conn, row["account_id"], [task_status_event(row, TaskStatus.UNKNOWN, error=message)])
         metrics.LEASES_EXPIRED.inc()
         log.warning("lease expired; task moved to unknown", task_id=row["task_id"])
         moved += 1
@@ -70,17 +56,6 @@ def _differs(mirror: tuple[str, int, Decimal, int, Decimal] | None, order: Broke
     return (status, filled, quantity) != (order.status, order.filled_quantity, order.quantity) or (
         price != Decimal(repr(order.price)) or trigger != Decimal(repr(order.trigger_price))
     )
-
-
-async def record_orders(pool: asyncpg.Pool, account_id: str, changed: Iterable[BrokerOrder]) -> int:
-    """Apply broker snapshots to the mirror, one transaction (and its events) per order."""
-    events_written = 0
-    for order in changed:
-        async with pool.acquire() as conn, conn.transaction():
-            events = await apply_snapshot(conn, account_id, order)
-            await append_events(conn, account_id, events)
-            events_written += len(events)
-    return events_written
 
 
 async def reconcile_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> int:
@@ -113,18 +88,6 @@ async def reconcile_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> in
     return total
 
 
-async def match_paper_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> int:
-    filled = 0
-    for account_id, broker in brokers.items():
-        if isinstance(broker, PaperBroker):
-            changed = await broker.match_open_orders()
-            if changed:
-                failpoint("paper.after_match_commit")
-                await record_orders(pool, account_id, changed)
-                filled += len(changed)
-    return filled
-
-
 class CleanupSchedule:
     """Fires on a cron schedule in Asia/Kolkata time."""
 
@@ -145,14 +108,7 @@ class CleanupSchedule:
 
 
 _CLEANUP = {
-    # a batch's tasks go with the batch, once it is final and old: its record stays whole until then
-    "tasks": """
-        DELETE FROM order_tasks AS t
-        WHERE t.status IN ('completed', 'rejected', 'failed', 'skipped') AND t.updated_at < :cutoff
-          AND (t.batch_id IS NULL OR EXISTS (
-                SELECT 1 FROM batches AS b WHERE b.batch_id = t.batch_id
-                  AND b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff))
-    """,
+    "tasks": queries.CLEANUP_TASKS,
     "batches": """
         DELETE FROM batches AS b
         WHERE b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff

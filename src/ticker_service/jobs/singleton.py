@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 import structlog
 
 log = structlog.get_logger("ticker.jobs")
 
-MATCHER_LOCK = 0x7469636B_0002
 RECONCILE_LOCK = 0x7469636B_0003
 CLEANUP_LOCK = 0x7469636B_0004
 WEBHOOK_FANOUT_LOCK = 0x7469636B_0005
+_ACCOUNT_LOCKS = 0x7469636C_00000000  # + a 32-bit hash of the account id: one lock per account
+
+
+def account_lock(account_id: str) -> int:
+    """The advisory lock of an account's singleton (its broker's order-update stream)."""
+    return _ACCOUNT_LOCKS + zlib.crc32(account_id.encode())
+
+
+def check_account_locks(account_ids: Iterable[str]) -> None:
+    """Two accounts whose locks collide would have one stream never run: refuse such a pair up front."""
+    seen: dict[int, str] = {}
+    for account_id in account_ids:
+        other = seen.setdefault(account_lock(account_id), account_id)
+        if other != account_id:
+            raise ValueError(f"TICKER_ACCOUNTS: accounts {other!r} and {account_id!r} share a lock key; rename one")
 
 
 async def _pause(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
@@ -77,3 +92,67 @@ async def run_singleton(
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+
+async def hold_singleton(
+    name: str,
+    dsn: str,
+    lock_key: int,
+    run: Callable[[], Awaitable[object]],
+    stop: asyncio.Event,
+    *,
+    restart_after: float = 1.0,
+    check_every: float = 2.0,
+) -> None:
+    """Run the long-lived `run()` in exactly one process, while holding `lock_key`.
+
+    For a job that is a stream rather than a step (a broker's order updates): it runs as long as the
+    lock's connection lives; if it ends or raises it is started again after `restart_after`; if the
+    connection dies it is cancelled, the server releases the lock and another instance takes over.
+    """
+    while not stop.is_set():
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(dsn, server_settings={"application_name": f"ticker-{name}"})
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                    log.info("singleton job acquired", job=name)
+                    await _run_while_locked(name, conn, run, stop, restart_after, check_every)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), check_every)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("singleton job lost its database connection", job=name, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), restart_after)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+
+
+async def _run_while_locked(
+    name: str,
+    conn: asyncpg.Connection,
+    run: Callable[[], Awaitable[object]],
+    stop: asyncio.Event,
+    restart_after: float,
+    check_every: float,
+) -> None:
+    job: asyncio.Task[object] | None = None
+    try:
+        while not stop.is_set():
+            if job is None:
+                job = asyncio.ensure_future(run())
+            done, _ = await asyncio.wait({job}, timeout=check_every)
+            if job in done:
+                if not job.cancelled() and job.exception() is not None:
+                    log.error("singleton job failed; restarting", job=name, error=repr(job.exception()))
+                job = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), restart_after)
+            await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
+    finally:
+        if job is not None:
+            job.cancel()
+            with contextlib.suppress(BaseException):
+                await job

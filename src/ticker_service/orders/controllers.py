@@ -1,17 +1,28 @@
-"""HTTP controllers for orders, tasks and positions. Thin: parse, authorize, call the service."""
+"""HTTP controllers for orders, tasks and positions. Thin: parse, call the service.
+
+Each route declares in `opt` how its account is found (`system.access`); the application's guard has
+checked it before the handler runs, and the handler takes the account from the guard's answer.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from ticker_service.orders.lifecycle.states import TaskStatus
+from ticker_service.orders.lifecycle.tasks import (
+    NotRetryable,
+    accounts_of_task,
+    get_task,
+    list_tasks,
+    retry_dead_letter,
+)
 from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest, TaskView
-from ticker_service.orders.service import Answer, OrderService
-from ticker_service.orders.tasks import TASK_STATUSES, NotRetryable, get_task, list_tasks, retry_dead_letter
-from ticker_service.system.auth import Caller
+from ticker_service.orders.service import Answer, OrderService, accounts_of_order
+from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError, FieldError
 
 Wait = Annotated[
@@ -28,7 +39,14 @@ IdempotencyKey = Annotated[
         description="Same key, same task: a retried request is never placed twice",
     ),
 ]
-AccountQuery = Annotated[str | None, QueryParameter(min_length=1, max_length=64, required=False)]
+AccountQuery = Annotated[
+    str | None,
+    QueryParameter(min_length=1, max_length=64, required=False, description="The account (default: primary)"),
+]
+# An order is found in the account that the mirror holds it in, else in the account named by
+# `?account_id=` (default primary), whose broker is asked.
+ORDER_ROW = Access.row("order_id", accounts_of_order, "order", fallback="account_id", default="primary")
+TASK_ROW = Access.row("task_id", accounts_of_task, "task")
 
 
 def _respond(answer: Answer) -> Response[TaskView]:
@@ -45,124 +63,107 @@ class OrdersController(Controller):
         description="201 with the order once the broker accepted it; 202 with the task while pending; "
         "422 when a field is invalid or the broker refused it.",
         status_code=201,
+        opt=Access.body(),
     )
     async def place(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[PlaceOrderRequest],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         idempotency_key: IdempotencyKey = None,
         wait: Wait = 5.0,
     ) -> Response[TaskView]:
-        caller.require(data.account_id)
+        authorized(request).same(data.account_id)
         return _respond(await order_service.place(data, idempotency_key, wait))
 
-    @get("/", summary="The broker's order book of an account")
+    @get("/", summary="The broker's order book of an account", opt=Access.query())
     async def list_orders(
         self,
+        request: Request[Any, Any, Any],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
         status: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000, required=False)] = None,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[dict[str, Any]]:
-        caller.require(account_id)
-        return await order_service.order_book(account_id, status, limit, offset)
+        account = authorized(request).same(account_id)
+        return await order_service.order_book(account, status, limit, offset)
 
-    @get("/{order_id:str}", summary="One order, as the broker has it now")
+    @get("/{order_id:str}", summary="One order, as the broker has it now", opt=ORDER_ROW)
     async def get_order(
         self,
+        request: Request[Any, Any, Any],
         order_id: FromPath[str],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         account_id: AccountQuery = None,
     ) -> dict[str, Any]:
-        if account_id is not None:
-            caller.require(account_id)
-        account, order = await order_service.find_order(order_id, account_id)
-        caller.require(account)
-        return order
+        return await order_service.find_order(order_id, authorized(request).account)
 
-    @put("/{order_id:str}", summary="Modify an open order (through a task)", status_code=200)
+    @put("/{order_id:str}", summary="Modify an open order (through a task)", status_code=200, opt=ORDER_ROW)
     async def modify(
         self,
+        request: Request[Any, Any, Any],
         order_id: FromPath[str],
         data: JSONBody[ModifyOrderRequest],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         account_id: AccountQuery = None,
         idempotency_key: IdempotencyKey = None,
         wait: Wait = 5.0,
     ) -> Response[TaskView]:
-        if account_id is not None:
-            caller.require(account_id)
-        answer = await order_service.modify(order_id, data, account_id, idempotency_key, wait)
-        caller.require(answer.body.account_id)
-        return _respond(answer)
+        account = authorized(request).account
+        return _respond(await order_service.modify(order_id, data, account, idempotency_key, wait))
 
-    @delete("/{order_id:str}", summary="Cancel an open order (through a task)", status_code=200)
+    @delete("/{order_id:str}", summary="Cancel an open order (through a task)", status_code=200, opt=ORDER_ROW)
     async def cancel(
         self,
+        request: Request[Any, Any, Any],
         order_id: FromPath[str],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         account_id: AccountQuery = None,
         idempotency_key: IdempotencyKey = None,
         wait: Wait = 5.0,
     ) -> Response[TaskView]:
-        if account_id is not None:
-            caller.require(account_id)
-        answer = await order_service.cancel(order_id, account_id, idempotency_key, wait)
-        caller.require(answer.body.account_id)
-        return _respond(answer)
+        account = authorized(request).account
+        return _respond(await order_service.cancel(order_id, account, idempotency_key, wait))
 
 
 class TasksController(Controller):
     path = "/tasks"
     tags = ["tasks"]
 
-    @get("/{task_id:str}", summary="One task")
-    async def get_task(
-        self, task_id: FromPath[str], order_service: NamedDependency[OrderService], caller: NamedDependency[Caller]
-    ) -> TaskView:
+    @get("/{task_id:str}", summary="One task", opt=TASK_ROW)
+    async def get_task(self, task_id: FromPath[str], order_service: NamedDependency[OrderService]) -> TaskView:
         task = await get_task(order_service.pool, task_id)
-        if task is None:
+        if task is None:  # deleted by the clean-up since the guard saw it
             raise ApiError(404, f"task_id: no task {task_id!r}")
-        caller.require(task["account_id"])
         return await order_service.view(task)
 
-    @get("/", summary="Tasks, newest first")
+    @get("/", summary="Tasks, newest first", opt=Access.visible())
     async def list_tasks(
         self,
+        request: Request[Any, Any, Any],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         status: Annotated[str | None, QueryParameter(required=False, description="comma-separated task states")] = None,
         account_id: AccountQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[TaskView]:
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+        known = [s.value for s in TaskStatus]
         for s in statuses or ():
-            if s not in TASK_STATUSES:
-                raise FieldError("status", f"unknown task status {s!r}; one of {', '.join(TASK_STATUSES)}")
-        accounts = list(order_service.brokers)
-        if account_id is not None:
-            caller.require(account_id)
-            accounts = [account_id]
+            if s not in known:
+                raise FieldError("status", f"unknown task status {s!r}; one of {', '.join(known)}")
         tasks = await list_tasks(
-            order_service.engine, statuses=statuses, account_ids=caller.visible(accounts), limit=limit, offset=offset
+            order_service.engine,
+            statuses=statuses,
+            account_ids=authorized(request).accounts,
+            limit=limit,
+            offset=offset,
         )
         return [await order_service.view(t) for t in tasks]
 
-    @post("/{task_id:str}/retry", summary="Requeue a dead-lettered task", status_code=202)
-    async def retry(
-        self, task_id: FromPath[str], order_service: NamedDependency[OrderService], caller: NamedDependency[Caller]
-    ) -> TaskView:
-        task = await get_task(order_service.pool, task_id)
-        if task is None:
-            raise ApiError(404, f"task_id: no task {task_id!r}")
-        caller.require(task["account_id"])
+    @post("/{task_id:str}/retry", summary="Requeue a dead-lettered task", status_code=202, opt=TASK_ROW)
+    async def retry(self, task_id: FromPath[str], order_service: NamedDependency[OrderService]) -> TaskView:
         try:
             requeued = await retry_dead_letter(order_service.pool, task_id)
         except NotRetryable:
@@ -176,13 +177,12 @@ class PortfolioController(Controller):
     path = "/portfolio"
     tags = ["portfolio"]
 
-    @get("/positions", summary="Positions in Kite's shape (net and day)")
+    @get("/positions", summary="Positions in Kite's shape (net and day)", opt=Access.query())
     async def positions(
         self,
+        request: Request[Any, Any, Any],
         order_service: NamedDependency[OrderService],
-        caller: NamedDependency[Caller],
         account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
     ) -> dict[str, Any]:
-        caller.require(account_id)
-        broker = order_service.broker(account_id)
+        broker = order_service.broker(authorized(request).same(account_id))
         return dict(await broker.positions())

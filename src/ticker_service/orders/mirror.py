@@ -1,6 +1,6 @@
 """The service's mirror of broker orders, and the events a change of an order produces.
 
-Every source of order state (the relay's own answers, the paper matcher, reconciliation, reads)
+Every source of order state (the executor's answers, each broker's order-update stream, reconciliation)
 funnels through `apply_snapshot`, which is the single place that decides whether a snapshot is
 news. It is deduplicated on the order's state (status, filled quantity and the modifiable fields),
 and never moves an order backwards: a terminal order stays terminal and fills never shrink. So the
@@ -9,14 +9,16 @@ same fill seen by the matcher and by reconciliation produces its event once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from ticker_service.brokers.base import TERMINAL_ORDER_STATUSES, BrokerOrder
-from ticker_service.outbox.events import STATUS_EVENTS, NewEvent, order_event
+from ticker_service.brokers.base import TERMINAL_ORDER_STATUSES, Broker, BrokerOrder
+from ticker_service.orders.lifecycle.events import STATUS_EVENTS, order_event
+from ticker_service.outbox.event import NewEvent
+from ticker_service.outbox.writer import append_events
 
 _COMPARED = ("status", "filled_quantity", "quantity", "price", "trigger_price", "order_type", "validity")
 
@@ -165,3 +167,20 @@ def mirror_row_to_order(row: Mapping[Any, Any]) -> dict[str, Any]:
         account_id=row["account_id"],
     )
     return data
+
+
+async def record_orders(pool: asyncpg.Pool, account_id: str, changed: Iterable[BrokerOrder]) -> int:
+    """Apply broker snapshots to the mirror, one transaction (and its events) per order."""
+    events_written = 0
+    for order in changed:
+        async with pool.acquire() as conn, conn.transaction():
+            events = await apply_snapshot(conn, account_id, order)
+            await append_events(conn, account_id, events)
+            events_written += len(events)
+    return events_written
+
+
+async def follow_order_updates(pool: asyncpg.Pool, broker: Broker) -> None:
+    """Record each change of the broker's order-update stream as it comes (until cancelled)."""
+    async for changed in broker.order_updates():
+        await record_orders(pool, broker.account_id, changed)

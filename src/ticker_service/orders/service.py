@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticker_service.brokers.base import OPEN_ORDER_STATUSES, Broker, BrokerError, OrderNotFound
 from ticker_service.db.tables import orders
 from ticker_service.instruments import InstrumentBook, check_order, to_decimal
+from ticker_service.orders.lifecycle.states import RESOLVED, Operation, TaskStatus
+from ticker_service.orders.lifecycle.tasks import get_task, submit_task
 from ticker_service.orders.mirror import mirror_row_to_order
 from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest, TaskView
-from ticker_service.orders.tasks import COMPLETED, REJECTED, RESOLVED, get_task, submit_task
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.settings import Settings
 from ticker_service.system import metrics
@@ -104,7 +105,7 @@ class OrderService:
     async def view(self, task: Mapping[str, Any]) -> TaskView:
         order = await self._order_row(task["account_id"], task.get("order_id"))
         message = task.get("last_error")
-        if order is not None and order.get("status") == "REJECTED" and task["operation"] == "place_order":
+        if order is not None and order.get("status") == "REJECTED" and task["operation"] == Operation.PLACE:
             message = order.get("status_message") or message
         return TaskView(
             task_id=task["task_id"],
@@ -130,11 +131,11 @@ class OrderService:
     @staticmethod
     def status_code(view: TaskView) -> int:
         """201 placed, 200 modified/cancelled, 422 refused, 503 given up, 202 still in flight."""
-        if view.status == COMPLETED:
-            if view.operation == "place_order":
+        if view.status == TaskStatus.COMPLETED:
+            if view.operation == Operation.PLACE:
                 return 422 if view.order_status == "REJECTED" else 201
             return 200
-        if view.status == REJECTED:
+        if view.status == TaskStatus.REJECTED:
             return 422
         if view.status in RESOLVED:
             return 503
@@ -164,50 +165,48 @@ class OrderService:
         task, created = await submit_task(
             self.pool,
             account_id=req.account_id,
-            operation="place_order",
+            operation=Operation.PLACE,
             params=params,
             idempotency_key=idempotency_key,
-            expires_in=req.expires_in or self.settings.default_expires_in,
-            max_attempts=self.settings.max_attempts,
+            expires_in=req.expires_in or self.settings.execution.default_expires_in,
+            max_attempts=self.settings.execution.max_attempts,
         )
         if created:
-            metrics.ORDER_REQUESTS.labels(operation="place_order", account=req.account_id).inc()
+            metrics.ORDER_REQUESTS.labels(operation=Operation.PLACE, account=req.account_id).inc()
         return await self._answer(task, wait)
 
-    async def find_order(self, order_id: str, account_id: str | None) -> tuple[str, dict[str, Any]]:
-        """(account, order) from the mirror, else from the named account's broker; 404 if unknown."""
-        async with self.engine.connect() as conn:
-            stmt = select(orders).where(orders.c.order_id == order_id)
-            if account_id is not None:
-                stmt = stmt.where(orders.c.account_id == account_id)
-            row = (await conn.execute(stmt)).mappings().first()
-        broker_account = row["account_id"] if row else (account_id or "primary")
-        broker = self.broker(broker_account)
+    async def find_order(self, order_id: str, account_id: str) -> dict[str, Any]:
+        """The order as the account's broker has it now (the mirror when the broker cannot answer);
+        404, naming neither the account nor anything else, when the account has no such order."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM orders WHERE account_id = $1 AND order_id = $2", account_id, order_id
+        )
+        broker = self.broker(account_id)
         try:
             live = (await broker.get_order(order_id)).to_dict()
         except OrderNotFound:
-            raise ApiError(404, f"order_id: no order {order_id!r} in account {broker_account!r}") from None
+            raise ApiError(404, f"order_id: no order {order_id!r}") from None
         except BrokerError as exc:
             if row is None:
                 raise ApiError(
                     503, f"the broker is unavailable and order {order_id!r} is not known locally: {exc}"
                 ) from None
-            return broker_account, mirror_row_to_order(row) | {"source": "mirror"}
+            return mirror_row_to_order(dict(row)) | {"source": "mirror"}
         live["broker_tag"] = live.pop("tag", None)
         if row is not None:
             live.update(tag=row["client_tag"], task_id=row["task_id"])
         else:
             live.update(tag=None, task_id=None)
-        live["account_id"] = broker_account
-        return broker_account, live
+        live["account_id"] = account_id
+        return live
 
     async def modify(
-        self, order_id: str, req: ModifyOrderRequest, account_id: str | None, key: str | None, wait: float
+        self, order_id: str, req: ModifyOrderRequest, account: str, key: str | None, wait: float
     ) -> Answer:
         changes = {k: v for k, v in msgspec.to_builtins(req).items() if v is not None and k != "expires_in"}
         if not changes:
             raise FieldError("body", "nothing to modify: give quantity, price, trigger_price, order_type or validity")
-        account, order = await self.find_order(order_id, account_id)
+        order = await self.find_order(order_id, account)
         if order["status"] not in OPEN_ORDER_STATUSES:
             raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be modified")
         instrument = self.instruments.get(order["exchange"], order["tradingsymbol"])
@@ -228,33 +227,33 @@ class OrderService:
         task, created = await submit_task(
             self.pool,
             account_id=account,
-            operation="modify_order",
+            operation=Operation.MODIFY,
             params=changes,
             idempotency_key=key,
-            expires_in=req.expires_in or self.settings.default_expires_in,
-            max_attempts=self.settings.max_attempts,
+            expires_in=req.expires_in or self.settings.execution.default_expires_in,
+            max_attempts=self.settings.execution.max_attempts,
             order_id=order_id,
         )
         if created:
-            metrics.ORDER_REQUESTS.labels(operation="modify_order", account=account).inc()
+            metrics.ORDER_REQUESTS.labels(operation=Operation.MODIFY, account=account).inc()
         return await self._answer(task, wait)
 
-    async def cancel(self, order_id: str, account_id: str | None, key: str | None, wait: float) -> Answer:
-        account, order = await self.find_order(order_id, account_id)
+    async def cancel(self, order_id: str, account: str, key: str | None, wait: float) -> Answer:
+        order = await self.find_order(order_id, account)
         if order["status"] not in OPEN_ORDER_STATUSES:
             raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be cancelled")
         task, created = await submit_task(
             self.pool,
             account_id=account,
-            operation="cancel_order",
+            operation=Operation.CANCEL,
             params={"variety": order.get("variety") or "regular"},
             idempotency_key=key,
-            expires_in=self.settings.default_expires_in,
-            max_attempts=self.settings.max_attempts,
+            expires_in=self.settings.execution.default_expires_in,
+            max_attempts=self.settings.execution.max_attempts,
             order_id=order_id,
         )
         if created:
-            metrics.ORDER_REQUESTS.labels(operation="cancel_order", account=account).inc()
+            metrics.ORDER_REQUESTS.labels(operation=Operation.CANCEL, account=account).inc()
         return await self._answer(task, wait)
 
     async def order_book(
@@ -283,3 +282,9 @@ class OrderService:
             data.update(tag=client_tag, task_id=task_id, account_id=account_id)
             out.append(data)
         return out[offset : offset + limit if limit is not None else None]
+
+
+async def accounts_of_order(pool: asyncpg.Pool, order_id: str) -> list[str]:
+    """The accounts whose mirror holds this order id (the row lookup of the order routes)."""
+    rows = await pool.fetch("SELECT account_id FROM orders WHERE order_id = $1", order_id)
+    return [r["account_id"] for r in rows]

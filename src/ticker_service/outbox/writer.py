@@ -4,6 +4,10 @@ The counter row of the account is bumped by the same statement that inserts the 
 statement must be the transaction's last: the row lock is then held only until commit, and a later
 transaction of the same account cannot take its seq before this one has committed. So `seq` order
 is commit order, and a reader that sees seq N knows every seq below N is already visible.
+
+Three statements append events: intake (a task and its first event), the executor's claim (the
+`running` event) and every other writer (`append_events`, the finish among them). All three are
+built from `append_ctes`, so the seq arithmetic exists once.
 """
 
 from __future__ import annotations
@@ -15,25 +19,53 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from ticker_service.outbox.events import NewEvent
+from ticker_service.outbox.channels import EVENTS_CHANNEL, TASK_DONE_CHANNEL, notify_sql
+from ticker_service.outbox.event import NewEvent
 
-EVENTS_CHANNEL = "ticker_events"
-TASKS_CHANNEL = "ticker_tasks"
-TASK_DONE_CHANNEL = "ticker_task_done"
+# The columns a source of events must yield, in this order, for `append_ctes`.
+SOURCE_COLUMNS = ("i", "account_id", "event_id", "event", "task_id", "order_id", "data")
 
-_APPEND = """
-WITH s AS (
-    INSERT INTO account_seq AS a (account_id, last_seq) VALUES ($1, $2)
-    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + $2
-    RETURNING last_seq
-), ins AS (
+
+def append_ctes(source: str) -> str:
+    """Common table expressions that append the rows of `source` to the outbox.
+
+    `source` is a SELECT yielding `SOURCE_COLUMNS` for ONE account, `i` numbering its rows 1..n in
+    the order they get their seqs. It may read earlier data-modifying CTEs (the task row it
+    describes). An empty source writes nothing and leaves the counter alone. Defines `events_src`,
+    `events_seq` and `events_out` (RETURNING account_id, seq); follow with `appended_notify()`.
+    """
+    return f"""events_src AS (
+    {source}
+), events_seq AS (
+    INSERT INTO account_seq AS a (account_id, last_seq)
+    SELECT account_id, count(*) FROM events_src GROUP BY account_id
+    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + EXCLUDED.last_seq
+    RETURNING account_id, last_seq
+), events_out AS (
     INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
-    SELECT e.event_id, $1, s.last_seq - $2 + e.i, e.event, e.task_id, e.order_id, e.data
-    FROM s CROSS JOIN jsonb_to_recordset($3::text::jsonb)
-        AS e(i int, event_id text, event text, task_id text, order_id text, data jsonb)
-    RETURNING seq
+    SELECT src.event_id, src.account_id, q.last_seq - n.total + src.i, src.event, src.task_id, src.order_id, src.data
+    FROM events_src AS src
+    JOIN events_seq AS q ON q.account_id = src.account_id
+    CROSS JOIN (SELECT count(*) AS total FROM events_src) AS n
+    RETURNING account_id, seq
+)"""
+
+
+def appended_notify() -> str:
+    """A scalar SQL expression: NOTIFY `account:last seq` of what `append_ctes` wrote (NULL if nothing)."""
+    payload = "account_id || ':' || max(seq)"
+    return f"(SELECT {notify_sql(EVENTS_CHANNEL, payload)} FROM events_out GROUP BY account_id)"
+
+
+# A list of events as one JSON parameter ($2), for one account ($1)
+_RECORDSET = (
+    "SELECT r.i, $1::text AS account_id, r.event_id, r.event, r.task_id, r.order_id, r.data "
+    "FROM jsonb_to_recordset($2::text::jsonb) "
+    "AS r(i int, event_id text, event text, task_id text, order_id text, data jsonb)"
 )
-SELECT max(seq) AS last, pg_notify('ticker_events', $1 || ':' || max(seq)) FROM ins
+APPEND = f"""
+WITH {append_ctes(_RECORDSET)}
+SELECT (SELECT max(seq) FROM events_out) AS last, {appended_notify()} AS notified
 """
 
 _encoder = msgspec.json.Encoder()
@@ -62,11 +94,11 @@ async def append_events(conn: asyncpg.Connection, account_id: str, events: Seque
     """
     if not events:
         return None
-    last: int | None = await conn.fetchval(_APPEND, account_id, len(events), encode_events(events))
+    last: int | None = await conn.fetchval(APPEND, account_id, encode_events(events))
     return last
 
 
-_PLACEHOLDER = re.compile(r"\$([123])\b")
+_PLACEHOLDER = re.compile(r"\$([12])\b")
 
 
 def _literal(text: str) -> str:
@@ -84,15 +116,18 @@ async def append_events_and_commit(conn: asyncpg.Connection, account_id: str, ev
     message, the lock is released as soon as the server has committed instead of waiting for this
     process to get back to the connection and send COMMIT, which under load is the event loop's
     whole queue. The values are inlined as literals (the simple-query protocol takes no parameters):
-    the count is an int, the account id and the events JSON are dollar-quoted.
+    the account id and the events JSON are dollar-quoted.
     """
     if not events:
         await conn.execute("COMMIT")
         return
-    values = {"1": _literal(account_id), "2": str(len(events)), "3": _literal(encode_events(events))}
-    statement = _PLACEHOLDER.sub(lambda m: values[m.group(1)], _APPEND)  # one pass: inserted text is not rescanned
+    values = {"1": _literal(account_id), "2": _literal(encode_events(events))}
+    statement = _PLACEHOLDER.sub(lambda m: values[m.group(1)], APPEND)  # one pass: inserted text is not rescanned
     await conn.execute(statement + ";\nCOMMIT")
 
 
+_TASK_DONE = f"SELECT {notify_sql(TASK_DONE_CHANNEL, '$1')}"
+
+
 async def notify_task_done(conn: asyncpg.Connection, task_id: str) -> None:
-    await conn.execute("SELECT pg_notify('ticker_task_done', $1)", task_id)
+    await conn.execute(_TASK_DONE, task_id)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, WebSocket, get, websocket
+from litestar import Controller, Request, WebSocket, get, websocket
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from ticker_service.runtime import Runtime
-from ticker_service.stream.session import serve_order_stream
-from ticker_service.system.auth import Caller
+from ticker_service.stream.session import STREAM_ACCESS, serve_order_stream
+from ticker_service.system.access import ACCESS, Access, authorized
 
 SinceQuery = Annotated[
     str | None,
@@ -34,7 +34,9 @@ class OrderStreamController(Controller):
     path = "/advanced/ws"
     tags = ["stream"]
 
-    @websocket("/orders/{account_id:str}", name="order_stream")
+    # the socket is accepted first and refused with a close code, which browsers can read: the
+    # session enforces the declaration itself (`authorize`) right after accepting
+    @websocket("/orders/{account_id:str}", name="order_stream", opt={ACCESS: STREAM_ACCESS})
     async def order_stream(
         self,
         socket: WebSocket[Any, Any, Any],
@@ -45,6 +47,6 @@ class OrderStreamController(Controller):
     ) -> None:
         await serve_order_stream(socket, runtime.stream, runtime.settings, account_id, since, api_key)
 
-    @get("/stats", summary="This instance's order-stream sockets, by account")
-    async def stats(self, runtime: NamedDependency[Runtime], caller: NamedDependency[Caller]) -> dict[str, Any]:
-        return runtime.stream.stats(caller.visible(list(runtime.settings.accounts)))
+    @get("/stats", summary="This instance's order-stream sockets, by account", opt=Access.visible())
+    async def stats(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
+        return runtime.stream.stats(authorized(request).accounts)

@@ -56,11 +56,11 @@ class StreamHub:
     def __init__(self, settings: Settings, dsn: str) -> None:
         self.settings = settings
         self.events = EventLog(dsn)
-        self.backlog = settings.ws_backlog
+        self.backlog = settings.stream.backlog
         # a live page must fit a backlog twice over, or a single burst would close normal readers
-        self.page_size = max(1, min(500, settings.ws_backlog // 2))
+        self.page_size = max(1, min(500, settings.stream.backlog // 2))
         # a catching-up socket holds one page: never more than a live socket may hold in its backlog
-        self.catch_up_page = max(1, min(CATCH_UP_PAGE, settings.ws_backlog))
+        self.catch_up_page = max(1, min(CATCH_UP_PAGE, settings.stream.backlog))
         self._tailers: dict[str, AccountTailer] = {}
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._empty = asyncio.Event()
@@ -128,7 +128,7 @@ class StreamHub:
         subscriber = Subscriber(account_id, last if since is None else since, self.backlog)
         tailer = self._tailers.get(account_id)
         if tailer is None:
-            tailer = AccountTailer(account_id, self.events, self.settings.poll_interval, self.page_size)
+            tailer = AccountTailer(account_id, self.events, self.settings.execution.poll_interval, self.page_size)
             self._tailers[account_id] = tailer
             tailer.start()
         tailer.refs += 1
@@ -216,7 +216,7 @@ class StreamHub:
         return {
             "total_connections": sum(accounts.values()),
             "accounts": accounts,
-            "instance_id": self.settings.instance_id,
+            "instance_id": self.settings.server.instance_id,
             "backlog_limit": self.backlog,
             "tailers": tailers,
         }

@@ -22,11 +22,13 @@ from ticker_service.stream import close_codes
 from ticker_service.stream.hub import EventsGone, SinceAhead, StreamHub
 from ticker_service.stream.messages import PONG, encode_connected, encode_error, is_ping
 from ticker_service.stream.subscriber import Subscriber
+from ticker_service.system.access import Access, Source, authorize
 from ticker_service.system.auth import resolve_caller
 from ticker_service.system.errors import ApiError
 
 log = structlog.get_logger("ticker.stream")
 
+STREAM_ACCESS = Access(Source.PATH, "account_id", deferred=True)
 CLOSE_TIMEOUT = 10.0
 NORMAL_CLOSURE = 1000  # a reader that does not take our close frame by then is left to the transport
 
@@ -68,13 +70,16 @@ async def serve_order_stream(
     await socket.accept()
     try:
         caller = resolve_caller(socket, settings.api_keys, api_key)
-        if account_id not in settings.accounts:
+        # who may follow the account first, so a limited key cannot tell a real account from a made-up one
+        await authorize(socket, STREAM_ACCESS, caller=caller, accounts=settings.account_ids, pool=None)
+        if account_id not in settings.accounts.brokers:
             await _refuse(socket, close_codes.UNKNOWN_ACCOUNT, f"account_id: unknown account {account_id[:64]!r}")
             return
-        caller.require(account_id)
     except ApiError as exc:
-        code = close_codes.UNAUTHORIZED if exc.status_code == 401 else close_codes.FORBIDDEN
-        await _refuse(socket, code, exc.message)
+        if exc.status_code == 401:
+            await _refuse(socket, close_codes.UNAUTHORIZED, exc.message)
+        else:  # the reason echoes the account the client put in the URL, nothing more
+            await _refuse(socket, close_codes.FORBIDDEN, f"account_id: this API key may not use {account_id[:64]!r}")
         return
     try:
         since = parse_since(since_raw)
@@ -99,7 +104,7 @@ async def serve_order_stream(
 
     tasks: list[asyncio.Task[Any]] = []
     try:
-        await socket.send_text(encode_connected(account_id, subscriber.next_seq - 1, settings.instance_id))
+        await socket.send_text(encode_connected(account_id, subscriber.next_seq - 1, settings.server.instance_id))
         deliver = asyncio.create_task(hub.deliver(subscriber, tailer, socket.send_text))
         receive = asyncio.create_task(_answer_pings(socket))
         closing = asyncio.create_task(subscriber.closing.wait())

@@ -16,9 +16,13 @@ class Caller:
     key_id: str | None  # a short, loggable prefix of the key; never the key itself
     accounts: frozenset[str] | None  # None: every account
 
+    def may(self, account_id: str) -> bool:
+        return self.accounts is None or account_id in self.accounts
+
     def require(self, account_id: str) -> None:
-        if self.accounts is not None and account_id not in self.accounts:
-            raise ApiError(403, f"account_id: this API key may not use account {account_id!r}")
+        """403 unless the key may use the account; the message does not name it (no probing)."""
+        if not self.may(account_id):
+            raise ApiError(403, "account_id: this API key may not use that account")
 
     def visible(self, account_ids: list[str]) -> list[str]:
         return [a for a in account_ids if self.accounts is None or a in self.accounts]

@@ -11,9 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ticker_service import __version__
-from ticker_service.orders.tasks import count_by_status
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.states import IN_FLIGHT, TaskStatus
+from ticker_service.orders.lifecycle.tasks import count_by_status
 from ticker_service.runtime import Runtime
 from ticker_service.system import metrics
+from ticker_service.system.access import Access
 
 LAG_DEGRADED_SECONDS = 30.0
 
@@ -21,20 +24,18 @@ LAG_DEGRADED_SECONDS = 30.0
 class SystemController(Controller):
     tags = ["system"]
 
-    @get("/health", summary="Service status", description="200 unless the database is unreachable (503).")
+    @get(
+        "/health",
+        summary="Service status",
+        description="200 unless the database is unreachable (503).",
+        opt=Access.public(),
+    )
     async def health(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
         started = time.perf_counter()
         try:
             async with runtime.engine.connect() as conn:
                 counts = await count_by_status(conn)
-                lag = (
-                    await conn.execute(
-                        text(
-                            "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0) FROM order_tasks "
-                            "WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()"
-                        )
-                    )
-                ).scalar_one()
+                lag = (await conn.execute(text(queries.EXECUTOR_LAG))).scalar_one()
                 deliveries = {
                     status: int(n)
                     for status, n in await conn.execute(
@@ -49,9 +50,9 @@ class SystemController(Controller):
         except Exception as exc:
             body = {
                 "status": "degraded",
-                "ticker": {"running": runtime.relay.running, "tasks_pending": None, "tasks_completed": None},
+                "ticker": {"running": runtime.executor.running, "tasks_pending": None, "tasks_completed": None},
                 "database": {"status": "unavailable", "error": type(exc).__name__},
-                "instance_id": runtime.settings.instance_id,
+                "instance_id": runtime.settings.server.instance_id,
                 "version": __version__,
             }
             return Response(body, status_code=503)
@@ -60,10 +61,10 @@ class SystemController(Controller):
         metrics.RELAY_LAG_SECONDS.set(float(lag))
         waiting = sum(deliveries.get(s, 0) for s in ("pending", "sending", "retrying"))
         metrics.WEBHOOK_PENDING.set(waiting)
-        unknown = counts.get("unknown", 0)
-        dead = counts.get("dead_letter", 0)
+        unknown = counts.get(TaskStatus.UNKNOWN, 0)
+        dead = counts.get(TaskStatus.DEAD_LETTER, 0)
         problems = []
-        if not runtime.relay.running:
+        if not runtime.executor.running:
             problems.append("relay not running")
         if float(lag) > LAG_DEGRADED_SECONDS:
             problems.append(f"relay lag {float(lag):.1f}s")
@@ -72,14 +73,14 @@ class SystemController(Controller):
         body = {
             "status": "degraded" if problems else "ok",
             "ticker": {
-                "running": runtime.relay.running,
-                "tasks_pending": sum(counts.get(s, 0) for s in ("pending", "running", "retrying", "unknown")),
-                "tasks_completed": counts.get("completed", 0),
+                "running": runtime.executor.running,
+                "tasks_pending": sum(counts.get(s, 0) for s in IN_FLIGHT),
+                "tasks_completed": counts.get(TaskStatus.COMPLETED, 0),
             },
             "tasks": counts,
             "database": database,
             "relay": {
-                "workers": runtime.settings.relay_workers,
+                "workers": runtime.settings.execution.workers,
                 "lag_seconds": round(float(lag), 3),
                 "unknown": unknown,
                 "dead_letter": dead,
@@ -90,11 +91,11 @@ class SystemController(Controller):
                 "endpoints_disabled": int(disabled),
             },
             "problems": problems,
-            "instance_id": runtime.settings.instance_id,
+            "instance_id": runtime.settings.server.instance_id,
             "version": __version__,
         }
         return Response(body, status_code=200)
 
-    @get("/metrics", summary="Prometheus metrics of this instance", include_in_schema=True)
+    @get("/metrics", summary="Prometheus metrics of this instance", include_in_schema=True, opt=Access.public())
     async def metrics_endpoint(self) -> Response[bytes]:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

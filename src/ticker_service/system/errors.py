@@ -16,7 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
 
 from ticker_service.brokers.base import BrokerError
-from ticker_service.orders.tasks import IdempotencyConflict, NotRetryable
+from ticker_service.orders.lifecycle.tasks import IdempotencyConflict, NotRetryable
 
 log = structlog.get_logger("ticker.http")
 

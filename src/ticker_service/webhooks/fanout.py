@@ -15,8 +15,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ticker_service.outbox.channels import DELIVERIES_CHANNEL
 from ticker_service.timeutil import rfc3339
-from ticker_service.webhooks.service import DELIVERIES_CHANNEL, delivery_body
+from ticker_service.webhooks.service import delivery_body
 
 log = structlog.get_logger("ticker.webhooks")
 

@@ -135,8 +135,8 @@ class DeliverySender:
         self.pool = pool
         self.settings = settings
         self.guard = guard
-        self.owner = f"{settings.instance_id}:webhooks"
-        self.schedule = settings.webhook_retry_schedule
+        self.owner = f"{settings.server.instance_id}:webhooks"
+        self.schedule = settings.webhooks.retry_schedule
         self._inflight: Counter[str] = Counter()
         self._total = 0
         self._wake = asyncio.Event()
@@ -155,8 +155,8 @@ class DeliverySender:
     async def start(self) -> None:
         self._stop.clear()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
-            connector=aiohttp.TCPConnector(limit=self.settings.webhook_concurrency, ttl_dns_cache=30),
+            timeout=aiohttp.ClientTimeout(total=self.settings.webhooks.timeout),
+            connector=aiohttp.TCPConnector(limit=self.settings.webhooks.concurrency, ttl_dns_cache=30),
             headers={"User-Agent": f"ticker-service/{__version__}"},
         )
         self._loops = [
@@ -169,7 +169,7 @@ class DeliverySender:
         self._stop.set()
         self._wake.set()
         if self._sends:
-            await asyncio.wait(self._sends, timeout=self.settings.webhook_timeout + 1)
+            await asyncio.wait(self._sends, timeout=self.settings.webhooks.timeout + 1)
         self._results_ready.set()
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -183,24 +183,24 @@ class DeliverySender:
         last_sweep = 0.0
         while not self._stop.is_set():
             try:
-                if time.monotonic() - last_sweep > self.settings.poll_interval:
+                if time.monotonic() - last_sweep > self.settings.execution.poll_interval:
                     last_sweep = time.monotonic()
                     await self.pool.execute(_EXPIRED)
                 if await self._claim_some():
                     continue
             except Exception:
                 log.exception("claiming webhook deliveries failed")
-            await self._pause(self.settings.poll_interval)
+            await self._pause(self.settings.execution.poll_interval)
 
     async def _claim_some(self) -> bool:
         """Claim into the free slots; True when it filled them (more may be due)."""
-        free = self.settings.webhook_concurrency - self._total
+        free = self.settings.webhooks.concurrency - self._total
         if free <= 0:
             return False
-        per_endpoint = self.settings.webhook_endpoint_concurrency
+        per_endpoint = self.settings.webhooks.endpoint_concurrency
         busy = [w for w, n in self._inflight.items() if n >= per_endpoint]
         want = min(free, 200)
-        lease = float(2 * self.settings.webhook_timeout + 5)  # the send is bounded by the timeout
+        lease = float(2 * self.settings.webhooks.timeout + 5)  # the send is bounded by the timeout
         # each endpoint gets at most what its share has left in this process: claims run one at a time
         # here, so the in-flight counts are exact
         rows = await self.pool.fetch(
@@ -260,7 +260,7 @@ class DeliverySender:
         except UnsafeUrl as exc:
             result.error = str(exc)
         except TimeoutError:
-            result.error = f"no answer within {self.settings.webhook_timeout:g} s"
+            result.error = f"no answer within {self.settings.webhooks.timeout:g} s"
         except aiohttp.ClientError as exc:
             result.error = f"{type(exc).__name__}: {exc}"[:500]
         except Exception as exc:  # a bug must not lose the result
@@ -324,7 +324,7 @@ class DeliverySender:
                 list(endpoints),
                 [v[0] for v in endpoints.values()],
                 [v[1] for v in endpoints.values()],
-                float(self.settings.webhook_disable_after),
+                float(self.settings.webhooks.disable_after),
             )
         for _, status, _ in decided:
             metrics.WEBHOOK_DELIVERIES.labels(outcome=status).inc()

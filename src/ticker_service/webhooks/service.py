@@ -13,15 +13,16 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ticker_service.outbox.events import ALL_EVENTS
+from ticker_service.batches.progress import BATCH_EVENTS
+from ticker_service.orders.lifecycle.events import ORDER_EVENTS, TASK_EVENTS
+from ticker_service.outbox.channels import DELIVERIES_CHANNEL
 from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339, utcnow
 from ticker_service.webhooks import signing
 from ticker_service.webhooks.schemas import CreateWebhookRequest, DeliveryView, WebhookView
 from ticker_service.webhooks.urls import UnsafeUrl, UrlGuard
 
-DELIVERIES_CHANNEL = "ticker_webhooks"
-SUBSCRIBABLE = (*ALL_EVENTS,)
+SUBSCRIBABLE = (*ORDER_EVENTS, *TASK_EVENTS, *BATCH_EVENTS)
 _encoder = msgspec.json.Encoder()
 
 
@@ -175,3 +176,9 @@ class WebhookService:
             )
             await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         return delivery_view(row)
+
+
+async def accounts_of_webhook(pool: asyncpg.Pool, webhook_id: str) -> list[str]:
+    """The account of a webhook (the row lookup of its routes)."""
+    account = await pool.fetchval("SELECT account_id FROM webhooks WHERE webhook_id = $1", webhook_id)
+    return [account] if account is not None else []

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -31,10 +31,11 @@ from ticker_service.brokers.base import (
     PlaceOrderParams,
     PlaceResult,
 )
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.paper.prices import price_at
+from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
-from ticker_service.settings import AccountSettings
 from ticker_service.timeutil import IST, utcnow
 
 OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
@@ -203,17 +204,18 @@ def fill_decision(
 
 
 class PaperBroker:
-    """One paper account. `on_update` is told of order changes the broker makes on its own (fills)."""
+    """One paper account. Its matcher is its order-update stream (`order_updates`)."""
 
     def __init__(
         self,
         account_id: str,
-        settings: AccountSettings,
+        settings: PaperAccount,
         pool: asyncpg.Pool,
         instruments: InstrumentBook,
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        matcher_interval: float = 0.25,
     ) -> None:
         self.account_id = account_id
         self.settings = settings
@@ -221,6 +223,7 @@ class PaperBroker:
         self.instruments = instruments
         self.clock = clock
         self.rng = rng or random.Random()
+        self.matcher_interval = matcher_interval
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -602,7 +605,16 @@ class PaperBroker:
     async def close(self) -> None:
         return None
 
-    # ---- the matcher's step (called by the singleton matcher job) ------------------------------
+    # ---- the matcher: the paper exchange's own order changes ------------------------------------
+
+    async def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
+        """Fill resting orders as the price crosses them, one pass every `matcher_interval` seconds."""
+        while True:
+            changed = await self.match_open_orders()
+            if changed:
+                failpoint("paper.after_match_commit")  # crash tests: filled in the book, not yet recorded
+                yield changed
+            await asyncio.sleep(self.matcher_interval)
 
     async def match_open_orders(self) -> list[BrokerOrder]:
         """Fill this account's resting orders that the current price crosses; return the changed ones.
@@ -651,3 +663,14 @@ class PaperBroker:
                 if new is not None:
                     changed.append(row_to_order(new))
         return changed
+
+
+def paper_broker(account_id: str, config: PaperAccount, context: BrokerContext) -> PaperBroker:
+    """The registry's factory for `"broker": "paper"` accounts."""
+    return PaperBroker(
+        account_id,
+        config,
+        context.pool,
+        context.instruments,
+        matcher_interval=context.settings.execution.matcher_interval,
+    )

@@ -1,9 +1,9 @@
-"""Order tasks: intake in one statement, reads, and the operator's retry.
+"""Order tasks: intake in one statement, reads, and the operator's requeue.
 
-Intake is the hot path, so it is a single SQL statement (Core `text`, one round trip): insert the
-task, bump the account's seq counter, insert the `task_status` outbox event and NOTIFY, all in the
-statement's implicit transaction. When it returns, the task and its event are committed: that is
-what a 2xx answer promises (invariant 1).
+Intake is the hot path, so it is a single SQL statement (one round trip): insert the task, bump the
+account's seq counter, insert the `task_status` outbox event and NOTIFY, all in the statement's
+implicit transaction. When it returns, the task and its event are committed: that is what a 2xx
+answer promises (invariant 1).
 """
 
 from __future__ import annotations
@@ -15,20 +15,14 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ticker_service.db.tables import order_tasks
-from ticker_service.outbox.events import task_status_event
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.events import task_status_event
+from ticker_service.orders.lifecycle.states import TaskStatus
 from ticker_service.outbox.writer import append_events
-
-PENDING, RUNNING, RETRYING, UNKNOWN = "pending", "running", "retrying", "unknown"
-COMPLETED, REJECTED, FAILED, DEAD_LETTER = "completed", "rejected", "failed", "dead_letter"
-# batch legs: WAITING until the leg before is resolved; SKIPPED when an earlier leg failed (never sent)
-WAITING, SKIPPED = "waiting", "skipped"
-TASK_STATUSES = (PENDING, RUNNING, RETRYING, UNKNOWN, COMPLETED, REJECTED, FAILED, DEAD_LETTER, WAITING, SKIPPED)
-RESOLVED = frozenset({COMPLETED, REJECTED, FAILED, DEAD_LETTER, SKIPPED})
-IN_FLIGHT = (PENDING, RUNNING, RETRYING, UNKNOWN)
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -46,31 +40,6 @@ def new_broker_tag() -> str:
     return "TS" + uuid.uuid4().hex[:18].upper()
 
 
-_INTAKE = """
-WITH t AS (
-    INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status,
-                             attempts, max_attempts, created_at, updated_at, account_id, broker_tag,
-                             order_id, next_attempt_at, expires_in, deadline_at)
-    VALUES ($1, $2, $3, $4, $5::jsonb, 'pending', 0, $6, now(), now(), $7, $8, $9, now(),
-            $10::numeric, now() + make_interval(secs => $10::float8))
-    ON CONFLICT (account_id, idempotency_key) DO NOTHING
-    RETURNING *
-), s AS (
-    INSERT INTO account_seq AS a (account_id, last_seq) SELECT $7, 1 FROM t
-    ON CONFLICT (account_id) DO UPDATE SET last_seq = a.last_seq + 1
-    RETURNING last_seq
-), e AS (
-    INSERT INTO outbox_events (event_id, account_id, seq, event, task_id, order_id, data)
-    SELECT $11, $7, s.last_seq, 'task_status', $1, $9, $12::jsonb FROM s
-    RETURNING seq
-)
-SELECT t.*, (SELECT seq FROM e) AS seq,
-       pg_notify('ticker_tasks', ''),
-       pg_notify('ticker_events', $7 || ':' || (SELECT seq FROM e))
-FROM t
-"""
-
-_BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
 
 
 async def submit_task(
@@ -94,12 +63,12 @@ async def submit_task(
     digest = hashlib.sha256(_encoder.encode([operation, account_id]) + params_json).hexdigest()
     key = idempotency_key or task_id
     stub = {"task_id": task_id, "operation": operation, "attempts": 0, "order_id": order_id}
-    event = task_status_event(stub, PENDING)
+    event = task_status_event(stub, TaskStatus.PENDING)
     # No explicit transaction: the statement is its own (implicit) transaction and one round trip,
     # so the account's seq row is locked only while it runs and commits
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            _INTAKE,
+            queries.INTAKE,
             task_id,
             key,
             digest,
@@ -115,7 +84,7 @@ async def submit_task(
         )
         if row is not None:
             return dict(row), True
-        existing = await conn.fetchrow(_BY_KEY, account_id, key)
+        existing = await conn.fetchrow(queries.BY_KEY, account_id, key)
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish: tasks are not deleted while live
         raise RuntimeError(f"idempotency key {key!r} conflicted but its task was not found")
     if existing["request_hash"] != digest:
@@ -126,7 +95,7 @@ async def submit_task(
 
 
 async def get_task(pool: asyncpg.Pool, task_id: str) -> dict[str, Any] | None:
-    row = await pool.fetchrow("SELECT * FROM order_tasks WHERE task_id = $1", task_id)
+    row = await pool.fetchrow(queries.BY_ID, task_id)
     return dict(row) if row else None
 
 
@@ -149,7 +118,7 @@ async def list_tasks(
 
 
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(order_tasks.c.status, func.count()).group_by(order_tasks.c.status))
+    rows = await conn.execute(text(queries.COUNT_BY_STATUS))
     return {status: int(n) for status, n in rows}
 
 
@@ -157,23 +126,23 @@ class NotRetryable(Exception):
     """Only dead letters can be requeued by an operator."""
 
 
-_REQUEUE = """
-UPDATE order_tasks SET status = 'pending', attempts = 0, next_attempt_at = now(),
-    deadline_at = now() + make_interval(secs => expires_in::float8), updated_at = now(), last_error = NULL
-WHERE task_id = $1
-RETURNING *
-"""
 
 
 async def retry_dead_letter(pool: asyncpg.Pool, task_id: str) -> dict[str, Any] | None:
     """Requeue a dead letter: attempts from zero and a new deadline of its original length."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT status FROM order_tasks WHERE task_id = $1 FOR UPDATE", task_id)
+        row = await conn.fetchrow(queries.LOCK_STATUS, task_id)
         if row is None:
             return None
-        if row["status"] != DEAD_LETTER:
+        if row["status"] != TaskStatus.DEAD_LETTER:
             raise NotRetryable(f"task {task_id} is {row['status']}; only dead_letter tasks can be retried")
-        new = dict(await conn.fetchrow(_REQUEUE, task_id))
-        await conn.execute("SELECT pg_notify('ticker_tasks', '')")
-        await append_events(conn, new["account_id"], [task_status_event(new, PENDING, requeued=True)])
+        new = dict(await conn.fetchrow(queries.REQUEUE, task_id))
+        await conn.execute(queries.WAKE_WORKERS)
+        await append_events(conn, new["account_id"], [task_status_event(new, TaskStatus.PENDING, requeued=True)])
     return new
+
+
+async def accounts_of_task(pool: asyncpg.Pool, task_id: str) -> list[str]:
+    """The account of a task, for the routes that name one (the row lookup of `system.access`)."""
+    account = await pool.fetchval(queries.ACCOUNT_OF_TASK, task_id)
+    return [account] if account is not None else []

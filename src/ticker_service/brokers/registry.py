@@ -1,0 +1,63 @@
+"""Which broker serves an account: a factory per `broker` name.
+
+The runtime asks the registry for each configured account's broker and knows brokers only by the
+protocol in `base`; nothing outside `brokers/` names a concrete broker. A broker that cannot serve
+(not driven by this release, or missing what it needs) refuses at start-up, before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ticker_service.brokers.accounts import AccountConfig
+from ticker_service.brokers.base import Broker
+from ticker_service.instruments import InstrumentBook
+
+
+class BrokerUnsupported(ValueError):
+    """An account names a broker that cannot be started; the message names the account."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerContext:
+    """What a broker may use from the service: the database, the instruments and the settings."""
+
+    pool: asyncpg.Pool
+    instruments: InstrumentBook
+    settings: Any  # ticker_service.settings.Settings (not imported: settings imports brokers.accounts)
+
+
+BrokerFactory = Callable[[str, Any, BrokerContext], Broker]
+_FACTORIES: dict[str, BrokerFactory] = {}
+
+
+def register(broker: str, factory: BrokerFactory) -> None:
+    """Make `factory(account_id, account_config, context)` the maker of `broker` accounts."""
+    _FACTORIES[broker] = factory
+
+
+def check_supported(accounts: Mapping[str, AccountConfig]) -> None:
+    """Refuse, before anything starts, an account whose broker this release cannot drive."""
+    _register_builtins()
+    for account_id, config in accounts.items():
+        if config.broker not in _FACTORIES:
+            raise BrokerUnsupported(
+                f"TICKER_ACCOUNTS: account {account_id!r} uses broker {config.broker!r}, which this release "
+                f"does not drive yet; use one of {sorted(_FACTORIES)}"
+            )
+
+
+def build_brokers(accounts: Mapping[str, AccountConfig], context: BrokerContext) -> dict[str, Broker]:
+    check_supported(accounts)
+    return {account: _FACTORIES[config.broker](account, config, context) for account, config in accounts.items()}
+
+
+def _register_builtins() -> None:
+    if "paper" not in _FACTORIES:
+        from ticker_service.brokers.paper.broker import paper_broker
+
+        register("paper", paper_broker)

@@ -1,0 +1,250 @@
+"""The executor: workers that claim order tasks and drive the broker.
+
+The rules that keep an order from being lost or placed twice (invariants 1 and 2):
+
+* A claim commits `running`, the attempt number and a short lease *before* the broker call, and no
+  transaction is open during the call. The lease is renewed while the call is in flight.
+* The finish is fenced (see `finish`) and shielded: once the broker has answered, a worker being
+  cancelled (shutdown) still records the answer instead of throwing it away.
+* Any ambiguous outcome moves the task to `unknown`, never back to `pending`; an `unknown` task is
+  reconciled against the broker's book by its tag before anything is sent again (`reconcile`).
+* What each outcome means is the pure table in `outcome`.
+
+The loop (after procrastinate's worker): a stop event; workers wake on NOTIFY (through `notify()`)
+or when the next task falls due, chain-wake one another while there is work, and poll as a
+fallback. Stopping lets in-flight calls finish within the broker timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from ticker_service.brokers.base import Broker, BrokerOrder
+from ticker_service.orders.lifecycle import queries
+from ticker_service.orders.lifecycle.broker_call import call_broker, modify_params, place_params
+from ticker_service.orders.lifecycle.claim import Work, claim, next_due_in, renew_lease
+from ticker_service.orders.lifecycle.finish import finish
+from ticker_service.orders.lifecycle.hooks import FinishHook
+from ticker_service.orders.lifecycle.outcome import Decision, Outcome, OutcomeKind, Timing
+from ticker_service.orders.lifecycle.reconcile import reconcile
+from ticker_service.orders.lifecycle.states import Operation
+from ticker_service.settings import Settings
+
+log = structlog.get_logger("ticker.executor")
+
+K = OutcomeKind
+
+
+class Executor:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        brokers: Callable[[str], Broker],
+        settings: Settings,
+        *,
+        hooks: Sequence[FinishHook] = (),
+        on_task_resolved: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.brokers = brokers
+        self.settings = settings
+        self.hooks = list(hooks)
+        self.on_task_resolved = on_task_resolved
+        self.instance_id = settings.server.instance_id
+        self._stop = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._finishing: set[asyncio.Task[Decision | None]] = set()
+        self._idle: deque[asyncio.Event] = deque()
+        self._generation = 0
+        self._rng = random.Random()
+        self.running = False
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._workers = [
+            asyncio.create_task(self._worker(i), name=f"executor-worker-{i}")
+            for i in range(self.settings.execution.workers)
+        ]
+        self.running = bool(self._workers)
+
+    async def stop(self) -> None:
+        """Graceful: no new claims; in-flight broker calls get until their timeout to finish, and
+        answers already received are recorded whatever happens to their worker."""
+        self._stop.set()
+        self.notify_all()
+        if self._workers:
+            _, pending = await asyncio.wait(self._workers, timeout=self.settings.execution.broker_timeout + 2)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._finishing:
+            await asyncio.wait(self._finishing, timeout=self.settings.execution.broker_timeout + 2)
+        self._workers = []
+        self.running = False
+
+    def notify(self) -> None:
+        """Something may be claimable: wake one idle worker (it wakes the next if it finds work)."""
+        self._generation += 1
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.is_set():
+                waiter.set()
+                return
+
+    def notify_all(self) -> None:
+        self._generation += 1
+        while self._idle:
+            self._idle.popleft().set()
+
+    # ---- the worker loop -----------------------------------------------------------------------
+
+    async def _worker(self, index: int) -> None:
+        owner = f"{self.instance_id}:{index}"
+        failures = 0
+        while not self._stop.is_set():
+            generation = self._generation
+            try:
+                did_work = await self.run_once(owner)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("executor step failed", worker=owner)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), min(0.2 * 2**failures, self.settings.execution.poll_interval * 5)
+                    )
+                continue
+            if did_work:
+                self.notify()  # there may be more: let an idle colleague look too
+                continue
+            if self._generation != generation:
+                continue  # a notification arrived while we were looking
+            await self._idle_wait()
+
+    async def _idle_wait(self) -> None:
+        """Until a NOTIFY, the next due time, the poll interval or stop, whichever comes first."""
+        timeout = self.settings.execution.poll_interval
+        with contextlib.suppress(Exception):
+            due = await next_due_in(self.pool)
+            if due is not None:
+                timeout = max(0.0, min(timeout, due))
+        event = asyncio.Event()
+        self._idle.append(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._idle.remove(event)
+
+    async def run_once(self, owner: str) -> bool:
+        """Claim and process at most one task; False when there was nothing to do."""
+        claimed = await claim(self.pool, owner, self.settings.execution.lease_seconds)
+        if claimed is None:
+            return False
+        work, task = claimed
+        with structlog.contextvars.bound_contextvars(task_id=task["task_id"]):
+            if work == Work.EXPIRE:
+                outcome = Outcome(K.EXPIRED, "deadline passed before the request could be sent; not placed")
+            elif work == Work.EXECUTE:
+                outcome = await self._execute(task, owner)
+            else:
+                outcome = await self._reconcile(task)
+            await self._finish(task, owner, outcome)
+        return True
+
+    # ---- execute -------------------------------------------------------------------------------
+
+    async def _execute(self, task: dict[str, Any], owner: str) -> Outcome:
+        broker = self.brokers(task["account_id"])
+        params = task["params"]
+        operation = task["operation"]
+        lease = self.settings.execution.lease_seconds
+
+        async def call(what: Callable[[], Any]) -> Outcome:
+            return await call_broker(
+                what,
+                operation=operation,
+                timeout=self.settings.execution.broker_timeout,
+                renew_after=lease / 3,
+                renew=lambda: renew_lease(self.pool, task, owner, lease),
+            )
+
+        if operation == Operation.PLACE:
+            place = place_params(params, task["broker_tag"])
+            outcome = await call(lambda: broker.place_order(place))
+            if outcome.kind == K.PLACED and outcome.order is None and outcome.order_id:
+                placed = await self._fetch(broker, outcome.order_id)
+                outcome = Outcome(K.PLACED, order_id=outcome.order_id, order=placed)
+        elif operation == Operation.MODIFY:
+            modify = modify_params(params, task["order_id"])
+            outcome = await call(lambda: broker.modify_order(modify))
+        elif operation == Operation.CANCEL:
+            outcome = await call(lambda: broker.cancel_order(task["order_id"], params.get("variety") or "regular"))
+        else:
+            outcome = Outcome(K.REJECTED, f"unknown operation {operation!r}")
+        if operation != Operation.PLACE and outcome.kind == K.REJECTED and outcome.order is None:
+            # why it was refused matters (a filled order cannot be cancelled: a batch squares it off)
+            outcome = Outcome(K.REJECTED, outcome.message, order=await self._fetch(broker, task["order_id"]))
+        return outcome
+
+    async def _fetch(self, broker: Broker, order_id: str) -> BrokerOrder | None:
+        try:
+            return await asyncio.wait_for(broker.get_order(order_id), timeout=self.settings.execution.broker_timeout)
+        except Exception:
+            log.warning("could not fetch a placed order; updates will fill it in", order_id=order_id)
+            return None
+
+    async def _reconcile(self, task: dict[str, Any]) -> Outcome:
+        async def seconds_unknown() -> float | None:
+            waited = await self.pool.fetchval(queries.SECONDS_UNKNOWN, task["task_id"])
+            return None if waited is None else float(waited)
+
+        return await reconcile(
+            task,
+            self.brokers(task["account_id"]),
+            timeout=self.settings.execution.broker_timeout,
+            grace=self.grace,
+            seconds_unknown=seconds_unknown,
+        )
+
+    # ---- finish --------------------------------------------------------------------------------
+
+    @property
+    def grace(self) -> float:
+        """How long after an ambiguous call before "not in the book" can be trusted."""
+        return 2 * self.settings.execution.broker_timeout
+
+    def timing(self, attempts: int) -> Timing:
+        jitter = 0.5 + self._rng.random()  # 50 %..150 %
+        return Timing(
+            backoff=self.settings.execution.retry_base_seconds * 2.0 ** max(attempts - 1, 0) * jitter,
+            grace=self.grace,
+            recheck=min(self.settings.execution.poll_interval * 2, 5.0) * (0.5 + self._rng.random()),
+        )
+
+    async def _finish(self, task: dict[str, Any], owner: str, outcome: Outcome) -> None:
+        """Record the outcome, shielded: cancelling the worker (shutdown) does not interrupt it."""
+        recording = asyncio.create_task(
+            finish(self.pool, task, owner, outcome, self.timing(task["attempts"]), self.hooks)
+        )
+        self._finishing.add(recording)
+        recording.add_done_callback(self._finishing.discard)
+        try:
+            decision = await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait({recording}, timeout=self.settings.execution.broker_timeout + 2)
+            raise
+        if decision is not None and decision.final and self.on_task_resolved is not None:
+            self.on_task_resolved(task["task_id"])

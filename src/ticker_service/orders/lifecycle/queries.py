@@ -1,0 +1,186 @@
+"""Every statement that writes `order_tasks`, and the executor's reads of it.
+
+Intake, claim, lease renewal, finish, requeue, the lease sweeper, batch legs and clean-up all write
+here, so "what can change a task, and how" has one answer. State names come from `states`
+(rendered, never typed by hand); the events that go with a change are appended by the outbox's
+one builder (`append_ctes`) or by `append_events`.
+
+The statements run on the raw asyncpg pool: each is prepared once per connection, and the hot
+ones (intake, claim) are single statements, so a task costs few round trips.
+"""
+
+from __future__ import annotations
+
+from ticker_service.orders.lifecycle.events import task_status_sql
+from ticker_service.orders.lifecycle.states import CLAIMABLE, FINISHED, BatchRole, Operation, TaskStatus, sql_in, sql_is
+from ticker_service.outbox.channels import TASK_DONE_CHANNEL, TASKS_CHANNEL, notify_sql
+from ticker_service.outbox.writer import append_ctes, appended_notify
+
+S = TaskStatus
+_LEG = f"'{BatchRole.LEG.value}'"
+
+# ---- intake ------------------------------------------------------------------------------------
+
+# One statement: the task, its `pending` event with the account's next seq, and the NOTIFYs. Run
+# outside a transaction block it is its own transaction: when it returns, both are committed.
+INTAKE = f"""
+WITH t AS (
+    INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status,
+                             attempts, max_attempts, created_at, updated_at, account_id, broker_tag,
+                             order_id, next_attempt_at, expires_in, deadline_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, {sql_is(S.PENDING)}, 0, $6, now(), now(), $7, $8, $9, now(),
+            $10::numeric, now() + make_interval(secs => $10::float8))
+    ON CONFLICT (account_id, idempotency_key) DO NOTHING
+    RETURNING *
+), {append_ctes(
+    "SELECT 1 AS i, t.account_id, $11::text AS event_id, 'task_status'::text AS event, t.task_id, t.order_id, "
+    "$12::jsonb AS data FROM t"
+)}
+SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify()} AS notified FROM t
+"""
+BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
+BY_ID = "SELECT * FROM order_tasks WHERE task_id = $1"
+ACCOUNT_OF_TASK = "SELECT account_id FROM order_tasks WHERE task_id = $1"
+
+# ---- claim -------------------------------------------------------------------------------------
+
+NEXT_DUE = f"""
+SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) FROM order_tasks WHERE status IN {sql_in(CLAIMABLE)}
+"""
+# A claimed task starts its next attempt unless it is `unknown` (reconciled instead) or past its
+# deadline (never sent: it fails).
+_STARTS = f"t.status <> {sql_is(S.UNKNOWN)} AND t.deadline_at > now()"
+# One statement: lock the next due task, take its lease and, when it starts an attempt, mark it
+# `running` with its `task_status` event.
+CLAIM = f"""
+WITH c AS (
+    SELECT task_id FROM order_tasks
+    WHERE status IN {sql_in(CLAIMABLE)} AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), u AS (
+    UPDATE order_tasks AS t SET
+        status = CASE WHEN {_STARTS} THEN {sql_is(S.RUNNING)} ELSE t.status END,
+        attempts = CASE WHEN {_STARTS} THEN t.attempts + 1 ELSE t.attempts END,
+        updated_at = CASE WHEN {_STARTS} THEN now() ELSE t.updated_at END,
+        lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $2)
+    FROM c WHERE t.task_id = c.task_id
+    RETURNING t.*
+), {append_ctes(
+    "SELECT 1 AS i, u.account_id, $3::text AS event_id, 'task_status'::text AS event, u.task_id, u.order_id, "
+    f"{task_status_sql('u', sql_is(S.RUNNING), worker='$1::text')} AS data "
+    f"FROM u WHERE u.status = {sql_is(S.RUNNING)}"
+)}
+SELECT u.*, {appended_notify()} AS notified FROM u
+"""
+RENEW = """
+UPDATE order_tasks SET lease_expires_at = now() + make_interval(secs => $4)
+WHERE task_id = $1 AND lease_owner = $2 AND attempts = $3
+RETURNING task_id
+"""
+SECONDS_UNKNOWN = "SELECT EXTRACT(EPOCH FROM now() - unknown_since) FROM order_tasks WHERE task_id = $1"
+
+# ---- finish (in the fenced transaction) ---------------------------------------------------------
+
+LOCK_FOR_FINISH = """
+SELECT status, lease_owner, attempts, deadline_at <= now() AS past_deadline FROM order_tasks WHERE task_id = $1
+FOR UPDATE
+"""
+# A state the task leaves again: lease released, due again after $4 seconds
+SET_STATE = """
+UPDATE order_tasks SET status = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    unknown_since = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE unknown_since END
+WHERE task_id = $1
+"""
+SET_FINAL = f"""
+UPDATE order_tasks SET status = $2, last_error = $3, order_id = COALESCE($4, order_id),
+    result = COALESCE($5::jsonb, result), lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    unknown_since = NULL
+WHERE task_id = $1
+RETURNING {notify_sql(TASK_DONE_CHANNEL, 'task_id')}
+"""
+# Reconciliation could not reach the broker: the task stays `unknown` and is looked at again later
+STILL_UNKNOWN = """
+UPDATE order_tasks SET lease_owner = NULL, lease_expires_at = NULL, last_error = $2,
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE task_id = $1
+"""
+WAKE_WORKERS = f"SELECT {notify_sql(TASKS_CHANNEL)}"
+
+# ---- operator ----------------------------------------------------------------------------------
+
+LOCK_STATUS = "SELECT status FROM order_tasks WHERE task_id = $1 FOR UPDATE"
+REQUEUE = f"""
+UPDATE order_tasks SET status = {sql_is(S.PENDING)}, attempts = 0, next_attempt_at = now(),
+    deadline_at = now() + make_interval(secs => expires_in::float8), updated_at = now(), last_error = NULL
+WHERE task_id = $1
+RETURNING *
+"""
+
+# ---- the lease sweeper -------------------------------------------------------------------------
+
+EXPIRED_LEASE = f"""
+SELECT * FROM order_tasks WHERE status = {sql_is(S.RUNNING)} AND lease_expires_at < now()
+ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED
+"""
+LEASE_TO_UNKNOWN = f"""
+UPDATE order_tasks SET status = {sql_is(S.UNKNOWN)}, lease_owner = NULL, lease_expires_at = NULL,
+    unknown_since = now(), next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now()
+WHERE task_id = $1
+"""
+
+# ---- batches: legs, promotion, skipping and rollback tasks -------------------------------------
+
+INSERT_LEGS = f"""
+INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
+    created_at, updated_at, account_id, broker_tag, next_attempt_at, expires_in, deadline_at,
+    batch_id, batch_index, batch_role)
+SELECT l.task_id, l.task_id, $1, '{Operation.PLACE.value}', l.params::jsonb,
+    CASE WHEN l.i = 0 THEN {sql_is(S.PENDING)} ELSE {sql_is(S.WAITING)} END, 0, $2, now(), now(), $3, l.tag, now(),
+    $4::numeric, now() + make_interval(secs => $4::float8), $5, l.i, {_LEG}
+FROM unnest($6::text[], $7::text[], $8::text[], $9::int[]) AS l(task_id, params, tag, i)
+RETURNING *
+"""
+PROMOTE_LEG = f"""
+UPDATE order_tasks SET status = {sql_is(S.PENDING)}, next_attempt_at = now(), updated_at = now(),
+    deadline_at = now() + make_interval(secs => expires_in::float8)
+WHERE batch_id = $1 AND batch_role = {_LEG} AND batch_index = $2 AND status = {sql_is(S.WAITING)}
+RETURNING *, {notify_sql(TASKS_CHANNEL)} AS notified
+"""
+SKIP_LEGS = f"""
+UPDATE order_tasks SET status = {sql_is(S.SKIPPED)}, updated_at = now(), last_error = $2
+WHERE batch_id = $1 AND batch_role = {_LEG} AND status = {sql_is(S.WAITING)}
+RETURNING *
+"""
+INSERT_BATCH_TASK = f"""
+INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status, attempts, max_attempts,
+    created_at, updated_at, account_id, broker_tag, order_id, next_attempt_at, expires_in, deadline_at,
+    batch_id, batch_index, batch_role)
+VALUES ($1, $1, '', $2, $3::jsonb, {sql_is(S.PENDING)}, 0, $4, now(), now(), $5, $6, $7, now(), $8::numeric,
+    now() + make_interval(secs => $8::float8), $9, $10, $11)
+RETURNING *
+"""
+
+# ---- clean-up (SQLAlchemy text, bound :cutoff) -------------------------------------------------
+
+# A batch's tasks go with the batch, once it is final and old: its record stays whole until then
+CLEANUP_TASKS = f"""
+DELETE FROM order_tasks AS t
+WHERE t.status IN {sql_in(FINISHED)} AND t.updated_at < :cutoff
+  AND (t.batch_id IS NULL OR EXISTS (
+        SELECT 1 FROM batches AS b WHERE b.batch_id = t.batch_id
+          AND b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff))
+"""
+
+# ---- reads for health --------------------------------------------------------------------------
+
+COUNT_BY_STATUS = "SELECT status, count(*) FROM order_tasks GROUP BY status"
+# The age of the oldest task due and not yet picked up: how far behind the workers are
+EXECUTOR_LAG = f"""
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0) FROM order_tasks
+WHERE status IN {sql_in(CLAIMABLE - {S.UNKNOWN})} AND next_attempt_at <= now()
+"""
