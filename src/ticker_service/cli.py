@@ -33,10 +33,18 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     import uvicorn
 
     from ticker_service.app import create_app
+    from ticker_service.brokers.registry import BrokerUnsupported, check_supported
     from ticker_service.db.migrate import run_migrations
+    from ticker_service.jobs.singleton import check_account_locks
     from ticker_service.logging import configure_logging
 
     settings = _settings()
+    try:  # every account's broker can be driven: refused here in one line, not by a traceback later
+        check_supported(settings.accounts.brokers)
+        check_account_locks(settings.accounts.brokers)
+    except (BrokerUnsupported, ValueError) as exc:
+        print(f"ticker-service: configuration error: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.logging.level, settings.logging.format)
     log = structlog.get_logger("ticker")
     url = _database_url(settings)

@@ -7,7 +7,6 @@ Kite's own RMS would), which is why they live here and not in either caller.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -82,8 +81,7 @@ def parse_instruments_csv(text: str) -> InstrumentBook:
 
 @cache
 def load_instruments(path: str | None = None) -> InstrumentBook:
-    """The instrument list: `TICKER_INSTRUMENTS_FILE` if set, else the file shipped with the package."""
-    path = path or os.environ.get("TICKER_INSTRUMENTS_FILE")
+    """The instrument list at `path` (`TICKER_INSTRUMENTS_FILE`), else the file shipped with the package."""
     if path:
         return parse_instruments_csv(Path(path).read_text())
     return parse_instruments_csv(resources.files("ticker_service").joinpath("data/instruments.csv").read_text())

@@ -54,7 +54,7 @@ class Runtime:
         # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
         # executor, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
         self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
-        self.instruments = load_instruments()
+        self.instruments = load_instruments(settings.accounts.instruments_file)
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())

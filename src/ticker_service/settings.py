@@ -117,6 +117,12 @@ def path(_name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def readable_file(name: str, raw: str) -> str:
+    if not Path(raw).is_file():
+        raise SettingsError(f"{name}: no such file: {raw!r}")
+    return raw
+
+
 def accounts_json(name: str, raw: str) -> dict[str, AccountConfig]:
     try:
         return parse_accounts(json.loads(raw))
@@ -171,6 +177,8 @@ class AccountsSettings(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=_default_accounts
     )
     api_keys: Annotated[dict[str, list[str]] | None, Env("TICKER_API_KEYS", api_keys_json)] = None
+    # the instruments the accounts trade (Kite's CSV format); unset: the list shipped with the package
+    instruments_file: Annotated[str | None, Env("TICKER_INSTRUMENTS_FILE", readable_file)] = None
 
 
 class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -210,3 +210,12 @@ async def test_an_id_of_another_account_answers_as_one_that_does_not_exist(
             made_up.rsplit("/", 1)[1], ""
         )
         assert (await c.get(real, headers=as_bravo())).status_code == 200
+
+
+async def test_litestars_own_routes_still_answer(database_url: str) -> None:
+    """OPTIONS (made by Litestar for every path), the OpenAPI document, and an unknown path."""
+    async with make_client(database_url, ACCOUNTS, **ENV) as c:
+        options = await c.options("/orders/place")
+        assert options.status_code == 204 and "POST" in options.headers["allow"]
+        assert (await c.get("/schema/openapi.json")).status_code == 200
+        assert (await c.get("/no/such/route", headers=as_alpha())).status_code == 404

@@ -64,3 +64,22 @@ def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:
     shown = str(describe(s))
     for secret in ("hunter2", "sss", "ttt", "0123456789abcdef"):
         assert secret not in shown
+
+
+def test_the_readme_documents_every_variable() -> None:
+    from pathlib import Path
+
+    from ticker_service.settings import variables
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    missing = [v.env.name for v in variables() if f"`{v.env.name}`" not in table]
+    assert missing == []
+    assert len(variables()) >= 30  # the walk over the groups finds them
+
+
+def test_each_variable_is_declared_once() -> None:
+    from ticker_service.settings import variables
+
+    names = [v.env.name for v in variables()]
+    assert len(names) == len(set(names))

@@ -196,7 +196,7 @@ async def account_guard(connection: ASGIConnection[Any, Any, Any, Any], handler:
     """The application's one guard: every route's declared account is checked here."""
     access = declared(handler)
     if access is None:
-        if _is_documentation(connection):
+        if _is_documentation(connection) or _is_preflight(handler):
             return
         raise ApiError(500, "this route declares no account access; refusing it")
     if access.deferred:
@@ -214,6 +214,11 @@ def _is_documentation(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """Litestar's own OpenAPI routes (the schema and its viewers) take no declaration."""
     config = connection.app.openapi_config
     return config is not None and config.path is not None and connection.scope["path"].startswith(config.path)
+
+
+def _is_preflight(handler: BaseRouteHandler) -> bool:
+    """The OPTIONS handler Litestar adds to every path: it answers `Allow` and acts for nobody."""
+    return set(getattr(handler, "http_methods", ())) == {"OPTIONS"}
 
 
 def authorized(connection: ASGIConnection[Any, Any, Any, Any]) -> Authorized:
