@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/intake.py            # full run, about 4-5 minutes
     .venv/bin/python bench/intake.py --quick    # 1 run of 5 s each, for a smoke test
+    .venv/bin/python bench/intake.py --compare-with ../other-checkout   # (a) for two source trees
 
 Starts an embedded PostgreSQL in a temporary directory, then measures:
 
@@ -21,6 +22,11 @@ Starts an embedded PostgreSQL in a temporary directory, then measures:
       fills inside the paper broker's place call) are drained by a default instance; executed/s
       from the tasks' timestamps, and the paper book checked for one order per tag.
 
+With --compare-with PATH it measures only (a), for the default configuration of this tree, of the
+tree at PATH (a git worktree or checkout of another commit: its own .venv if it has one, else this
+venv with PYTHONPATH=PATH/src) and of the ceiling app, interleaved run by run, and prints the
+medians and each tree's ratio to the ceiling.
+
 Needs `wrk` (apt-get install -y wrk). Sends traffic to 127.0.0.1 only. All processes it starts
 are stopped at the end, on Ctrl-C, on errors and when --max-runtime is exceeded.
 """
@@ -38,7 +44,7 @@ from pathlib import Path
 from harness.load import OpenLoopResult, WrkResult, open_loop, run_wrk, write_wrk_script
 from harness.procs import cpu_seconds, log
 from harness.report import Row, fmt_rate, median, print_table, status_text, verdict
-from harness.servers import Config
+from harness.servers import THIS_TREE, Config, Tree
 from harness.session import Session, add_session_options, run_session
 
 BODY = {
@@ -319,6 +325,63 @@ def measure(s: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# --compare-with: (a) for two source trees
+
+
+def compare(s: Session, args: argparse.Namespace, other: Tree, found: dict[str, str]) -> int:
+    """Interleaved, so that the machine's drifting load falls on both trees alike; the order rotates
+    each run, so no tree always runs right after the ceiling (or first, on a cold machine)."""
+    configs = {
+        "this": Config("this", f"service, default, this tree ({THIS_TREE.describe()})", "service"),
+        "compared": Config("compared", f"service, default, {other.root} ({other.describe()})", "service", tree=other),
+        "ceiling": CONFIGS["ceiling"],
+    }
+    script = write_wrk_script(s.workdir / "place.lua", url_path=PLACE, body_json=BODY_JSON)
+    tput: dict[str, list[WrkResult]] = {key: [] for key in configs}
+    relay_notes: list[str] = []
+    keys = list(configs)
+    for i in range(args.runs):
+        for key in keys[i % 3 :] + keys[: i % 3]:
+            res, states = throughput_run(s, configs[key], script, args, i + 1)
+            tput[key].append(res)
+            if states:
+                relay_notes.append(f"{key} run {i + 1}: task states right after the run: {states}")
+
+    print()
+    print(
+        f"Intake benchmark, two trees — {os.cpu_count()} CPUs, wrk -t{args.threads} -c{args.connections}, "
+        f"{args.duration:g} s per measurement, {args.runs} run(s) per configuration, interleaved (median); "
+        f"total {s.elapsed():.0f} s"
+    )
+    print("Client, servers and PostgreSQL share the machine; the figures are noisy: compare the ratios.")
+    for key in ("this", "compared"):
+        print(f"  {key} tree: ticker_service from {found[key]}")
+    print()
+    rows = throughput_rows(tput, configs, {"this": "this tree", "compared": "compared tree"})
+    paired = [
+        a.accepted_per_s / b.accepted_per_s
+        for a, b in zip(tput["this"], tput["compared"], strict=True)
+        if b.accepted_per_s
+    ]
+    if paired:
+        rows.append(
+            (
+                "(a) ratio this tree / compared tree",
+                f"{median(paired):.0%}",
+                "(reference)",
+                "-",
+                f"median of the runs' ratios ({', '.join(f'{p:.0%}' for p in paired)})",
+            )
+        )
+    print_table(rows)
+    print()
+    for note in relay_notes:
+        print(f"  {note}")
+    s.servers.print_epilogue()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="throughput runs per configuration (median)")
@@ -332,16 +395,36 @@ def main() -> int:
     ap.add_argument(
         "--only", choices=["throughput", "latency", "relay"], help="run only part (a), parts (b)+(c), or (d)"
     )
+    ap.add_argument(
+        "--compare-with",
+        metavar="PATH",
+        type=Path,
+        help="measure only (a), default configuration, for this tree and the source tree at PATH (and the ceiling)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 run, 5 s each")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 5.0, 1.0
+    if args.compare_with is not None and args.only not in (None, "throughput"):
+        ap.error("--compare-with measures only (a): it does not go with --only " + args.only)
 
     if shutil.which("wrk") is None and args.only in (None, "throughput", "relay"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    return run_session("ticker-bench-", lambda s: measure(s, args), max_runtime=args.max_runtime, keep=args.keep)
+    if args.compare_with is None:
+        return run_session("ticker-bench-", lambda s: measure(s, args), max_runtime=args.max_runtime, keep=args.keep)
+    other = Tree.at(args.compare_with)
+    try:
+        found = {"this": THIS_TREE.check(), "compared": other.check()}
+    except RuntimeError as exc:
+        print(f"--compare-with: {exc}", file=sys.stderr)
+        return 2
+    for key, where in found.items():
+        log(f"{key} tree: ticker_service from {where}")
+    return run_session(
+        "ticker-bench-", lambda s: compare(s, args, other, found), max_runtime=args.max_runtime, keep=args.keep
+    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ class Tree:
         Asked of the same interpreter, environment and working directory the server gets, since an
         editable install elsewhere or a stray PYTHONPATH would silently benchmark the wrong code.
         """
+        if not (self.root / "src" / "ticker_service").is_dir():
+            raise RuntimeError(f"{self.root} holds no src/ticker_service")
         out = subprocess.run(
             [str(self.venv_bin / "python"), "-c", "import ticker_service; print(ticker_service.__file__)"],
             cwd=self.root,
