@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import textwrap
 import time
 import urllib.request
-from pathlib import Path
+from typing import Any
 
-from intake import VENV_BIN, Database, bench_database, free_port, log, spawn, stop, wait_healthy  # type: ignore[import-not-found]
+from harness.procs import free_port, log, spawn, stop
+from harness.report import median
+from harness.servers import Config
+from harness.session import Session, add_session_options, run_session
 
 TARGET = 1000.0
+SERVICE = Config(
+    "webhooks", "service, default, WEBHOOK_ALLOW_PRIVATE=true", "service", {"WEBHOOK_ALLOW_PRIVATE": "true"}
+)
 
 RECEIVER = textwrap.dedent(
     """
@@ -57,98 +62,83 @@ SELECT pg_notify('ticker_webhooks', '');
 """
 
 
-def execute(dsn: str, sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def http_json(method: str, url: str, body: dict[str, object] | None = None) -> dict[str, object]:
+def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return dict(json.loads(r.read()))
 
 
-def run_once(db: Database, workdir: Path, n: int, index: int) -> dict[str, float]:
-    name = db.fresh()
-    rport, sport = free_port(), free_port()
-    script = workdir / "receiver.py"
+def run_once(s: Session, n: int, index: int) -> dict[str, float]:
+    rport = free_port()
+    script = s.workdir / "receiver.py"
     script.write_text(RECEIVER)
-    receiver = spawn([sys.executable, str(script), str(rport)], out=workdir / f"receiver-{index}.log")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": db.url(name),
-        "PORT": str(sport),
-        "LOG_LEVEL": "WARNING",
-        "WEBHOOK_ALLOW_PRIVATE": "true",
-        "TICKER_DATA_DIR": str(workdir / "data"),
-    }
-    server = spawn([str(VENV_BIN / "ticker-service"), "serve"], env=env, out=workdir / f"server-{index}.log")
+    receiver = spawn([sys.executable, str(script), str(rport)], out=s.workdir / f"receiver-{index}.log")
     try:
-        wait_healthy(sport, server)
-        hook = http_json(
-            "POST",
-            f"http://127.0.0.1:{sport}/advanced/webhooks",
-            {"url": f"http://127.0.0.1:{rport}/hook", "account_id": "primary", "events": ["order_completed"]},
-        )
-        statements = QUEUE.format(webhook_id=hook["webhook_id"], n=n)
-        started = time.monotonic()
-        execute(db.dsn(name), statements)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            left = db.query(name, "SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'")[0]["n"]
-            if left == 0:
-                break
-            time.sleep(0.25)
-        wall = time.monotonic() - started
-        span = db.query(
-            name,
-            "SELECT count(*) AS n, EXTRACT(EPOCH FROM max(delivered_at) - min(delivered_at)) AS s, "
-            "max(attempts) AS a FROM webhook_deliveries WHERE status = 'delivered'",
-        )[0]
-        counts = http_json("GET", f"http://127.0.0.1:{rport}/count")
+        server = s.servers.start(SERVICE)
+        try:
+            hook = http_json(
+                "POST",
+                f"http://127.0.0.1:{server.port}/advanced/webhooks",
+                {"url": f"http://127.0.0.1:{rport}/hook", "account_id": "primary", "events": ["order_completed"]},
+            )
+            statements = QUEUE.format(webhook_id=hook["webhook_id"], n=n)
+            started = time.monotonic()
+            s.db.execute(server.db, statements)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                left = s.db.query(
+                    server.db, "SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'"
+                )[0]["n"]
+                if left == 0:
+                    break
+                time.sleep(0.25)
+            wall = time.monotonic() - started
+            span = s.db.query(
+                server.db,
+                "SELECT count(*) AS n, EXTRACT(EPOCH FROM max(delivered_at) - min(delivered_at)) AS s, "
+                "max(attempts) AS a FROM webhook_deliveries WHERE status = 'delivered'",
+            )[0]
+            counts = http_json("GET", f"http://127.0.0.1:{rport}/count")
+        finally:
+            s.servers.finish(server)
     finally:
-        stop(server)
         stop(receiver)
-        db.drop(name)
     rate = float(span["n"]) / max(float(span["s"] or 0), 1e-9)
     log(
         f"run {index}: {span['n']} of {n} delivered in {float(span['s']):.2f} s ({rate:,.0f}/s; wall incl. "
         f"polling {wall:.1f} s); receiver saw {counts['unique']} distinct, {counts['total']} in all; "
         f"max attempts {span['a']}"
     )
-    return {"rate": rate, "delivered": float(span["n"]), "unique": float(counts["unique"])}  # type: ignore[arg-type]
+    return {"rate": rate, "delivered": float(span["n"]), "unique": float(counts["unique"])}
+
+
+def measure(s: Session, args: argparse.Namespace) -> int:
+    results = [run_once(s, args.deliveries, i + 1) for i in range(args.runs)]
+    rate = median(r["rate"] for r in results)
+    lost = sum(args.deliveries - r["unique"] for r in results)
+    print()
+    print(
+        f"webhook deliveries/s to a local receiver (median of {args.runs}): {rate:,.0f}/s "
+        f"(target >= {TARGET:,.0f}/s: {'PASS' if rate >= TARGET else 'FAIL'}); "
+        f"runs {', '.join(format(r['rate'], ',.0f') for r in results)}; lost {lost:.0f}"
+    )
+    s.servers.print_epilogue()
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deliveries", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=3)
+    add_session_options(ap)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
         args.deliveries, args.runs = 5000, 1
-    with bench_database("ticker-webhook-bench-") as (workdir, db):
-        results = [run_once(db, workdir, args.deliveries, i + 1) for i in range(args.runs)]
-        median = statistics.median(r["rate"] for r in results)
-        lost = sum(args.deliveries - r["unique"] for r in results)
-        print()
-        print(
-            f"webhook deliveries/s to a local receiver (median of {args.runs}): {median:,.0f}/s "
-            f"(target >= {TARGET:,.0f}/s: {'PASS' if median >= TARGET else 'FAIL'}); "
-            f"runs {', '.join(format(r['rate'], ',.0f') for r in results)}; lost {lost:.0f}"
-        )
-        return 0
+    return run_session(
+        "ticker-webhook-bench-", lambda s: measure(s, args), max_runtime=args.max_runtime, keep=args.keep
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     .venv/bin/python bench/ws_stream.py            # about 1-2 minutes
     .venv/bin/python bench/ws_stream.py --quick    # shorter runs, 300 clients
 
-Starts an embedded PostgreSQL in a temporary directory (a fresh database per server start, as
-bench/intake.py does), then measures:
+Starts an embedded PostgreSQL in a temporary directory (a fresh database per server start, like
+every benchmark on bench/harness/), then measures:
 
   (a) latency from an order placed (POST /orders/place?wait=0, spec order NFO NIFTY25NOVFUT BUY 50
       NRML MARKET) to its order_update messages on one WebSocket client, at a fixed open-loop rate
@@ -31,31 +31,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import resource
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: reuse the intake harness
-from intake import (
-    BenchTimeout,
-    Config,
-    Database,
-    Harness,
-    arm_time_limit,
-    cpu_seconds,
-    log,
-    stop_all,
-    summarize_logs,
-)
+from harness.load import fixed_timetable, run_async
+from harness.procs import cpu_seconds, log, rss_kib
+from harness.report import Row, p50_p99, print_table, verdict
+from harness.report import percentile as pct
+from harness.servers import Config
+from harness.session import Session, add_session_options, run_session
 
 ORDER = {
     "exchange": "NFO",
@@ -74,20 +63,6 @@ DEFAULT = Config("ws-default", "service, default configuration", "service")
 FANOUT = Config(
     "ws-fanout", "service, TICKER_RELAY_WORKERS=0 (one event per POST)", "service", {"TICKER_RELAY_WORKERS": "0"}
 )
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    data = sorted(values)
-    return data[min(len(data) - 1, max(0, math.ceil(q / 100.0 * len(data)) - 1))]  # nearest rank
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def ws_url(port: int, account_id: str = "primary") -> str:
@@ -146,36 +121,28 @@ async def _latency(port: int, rate: float, seconds: float, warmup: float, settle
             created = datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")).timestamp()
             created_lag.append((wall - created) * 1000.0)
 
-    async def one(session: aiohttp.ClientSession, t0: float, record: bool) -> None:
-        try:
-            async with session.post(url, data=ORDER_JSON, headers=headers) as resp:
-                body = await resp.json()
-                status = str(resp.status)
-        except Exception as exc:
-            status, body = type(exc).__name__, {}
-        if record:
-            statuses[status] = statuses.get(status, 0) + 1
-            post_ms.append((time.perf_counter() - t0) * 1000.0)
-            if status == "202":
-                scheduled[body["task_id"]] = t0
-
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one(t0: float, record: bool) -> None:
+            try:
+                async with session.post(url, data=ORDER_JSON, headers=headers) as resp:
+                    body = await resp.json()
+                    status = str(resp.status)
+            except Exception as exc:
+                status, body = type(exc).__name__, {}
+            if record:
+                statuses[status] = statuses.get(status, 0) + 1
+                post_ms.append((time.perf_counter() - t0) * 1000.0)
+                if status == "202":
+                    scheduled[body["task_id"]] = t0
+
         ws = await session.ws_connect(ws_url(port), autoping=True, max_msg_size=0)
         hello = json.loads((await ws.receive()).data)
         assert hello["type"] == "connected", hello
         first_seq = hello["since"] + 1
         reader = asyncio.create_task(read(ws))
-        pending: list[asyncio.Task[None]] = []
-        n_warm, n = int(rate * warmup), int(rate * seconds)
-        t_start = time.perf_counter() + 0.05
-        for i in range(n_warm + n):
-            t0 = t_start + i / rate
-            delay = t0 - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            pending.append(asyncio.create_task(one(session, t0, record=i >= n_warm)))
-        await asyncio.gather(*pending)
+        await fixed_timetable(rate, warmup, seconds, one, time.perf_counter)
         deadline = time.perf_counter() + settle
         while time.perf_counter() < deadline and any((t, "order_completed") not in arrivals for t in scheduled):
             await asyncio.sleep(0.1)
@@ -197,7 +164,7 @@ async def _latency(port: int, rate: float, seconds: float, warmup: float, settle
     if not seq_ok:
         dupes = len(seqs) - len(set(seqs))
         note += f"; NOT consecutive ({dupes} duplicates)"
-    return LatencyResult(rate, n, statuses, post_ms, to_event, missing, created_lag, seq_ok, note)
+    return LatencyResult(rate, int(rate * seconds), statuses, post_ms, to_event, missing, created_lag, seq_ok, note)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,17 +258,152 @@ async def _fanout(port: int, pid: int, clients: int, trials: int) -> FanoutResul
     return result
 
 
-def run(coro: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 # --------------------------------------------------------------------------------------------
 # main
+
+
+def measure(s: Session, args: argparse.Namespace) -> int:
+    lat: LatencyResult | None = None
+    lat_intake: LatencyResult | None = None
+    fan: FanoutResult | None = None
+
+    if args.only != "fanout":
+        srv = s.servers.start(DEFAULT)
+        try:
+            lat = run_async(_latency(srv.port, args.rate, args.duration, args.warmup, args.settle))
+            states = s.db.query(srv.db, "SELECT status, count(*) AS n FROM order_tasks GROUP BY 1")
+            lat.relay_note = ", ".join(f"{r['status']}: {r['n']}" for r in states)
+        finally:
+            s.servers.finish(srv)
+        log(
+            f"(a) at {args.rate:g}/s: POST->pending p50 {pct(lat.to_event_ms['pending'], 50):.1f} ms, "
+            f"p99 {pct(lat.to_event_ms['pending'], 99):.1f} ms; POST->order_placed p50 "
+            f"{pct(lat.to_event_ms['order_placed'], 50):.1f} ms, p99 {pct(lat.to_event_ms['order_placed'], 99):.1f}"
+            f" ms; {lat.seq_note}"
+        )
+        # the same with the relay off: how much of (a) is the stream, how much the relay's CPU
+        srv = s.servers.start(FANOUT)
+        try:
+            lat_intake = run_async(_latency(srv.port, args.rate, args.duration, args.warmup, settle=2.0))
+        finally:
+            s.servers.finish(srv)
+        log(
+            f"(a') relay off, at {args.rate:g}/s: POST->pending p50 "
+            f"{pct(lat_intake.to_event_ms['pending'], 50):.1f} ms, "
+            f"p99 {pct(lat_intake.to_event_ms['pending'], 99):.1f} ms; {lat_intake.seq_note}"
+        )
+
+    if args.only != "latency":
+        srv = s.servers.start(FANOUT)
+        try:
+            fan = run_async(_fanout(srv.port, srv.proc.pid, args.clients, args.trials))
+        finally:
+            s.servers.finish(srv)
+        log(
+            f"(b) {fan.clients} clients: reach-all p50 {pct(fan.reach_all_ms, 50):.1f} ms, "
+            f"p99 {pct(fan.reach_all_ms, 99):.1f} ms; RSS {fan.rss_before_kib} -> {fan.rss_connected_kib} KiB"
+        )
+
+    print()
+    print(
+        f"WebSocket order-stream benchmark — {os.cpu_count()} CPUs; total {s.elapsed():.0f} s. "
+        "Client, server and PostgreSQL share the machine; the figures are noisy."
+    )
+    print()
+    rows: list[Row] = []
+    if lat is not None:
+        p = lat.to_event_ms
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(lat.statuses.items()))
+        rows += [
+            (
+                f"(a) POST -> order_update task_status pending, p50 / p99 at {lat.rate:g}/s",
+                p50_p99(p["pending"]),
+                f"p99 <= {TARGET_P99_MS:g} ms",
+                verdict(pct(p["pending"], 99) <= TARGET_P99_MS),
+                f"max {pct(p['pending'], 100):.1f} ms; missing {lat.missing['pending']} of {len(lat.post_ms)}; "
+                f"POST answers: {statuses}",
+            ),
+            (
+                "(a) POST -> order_update order_placed (through the relay), p50 / p99",
+                p50_p99(p["order_placed"]),
+                f"p99 <= {TARGET_P99_MS:g} ms",
+                verdict(pct(p["order_placed"], 99) <= TARGET_P99_MS and lat.missing["order_placed"] == 0),
+                f"max {pct(p['order_placed'], 100):.1f} ms; missing {lat.missing['order_placed']}; "
+                f"task states at the end: {lat.relay_note}",
+            ),
+            (
+                "(a) POST -> order_update order_completed, p50 / p99",
+                p50_p99(p["order_completed"]),
+                "",
+                "-",
+                f"missing {lat.missing['order_completed']}",
+            ),
+            (
+                "(a) POST answer (202), p50 / p99",
+                p50_p99(lat.post_ms),
+                "(reference)",
+                "-",
+                "intake alone: the part of the first row before the event exists",
+            ),
+            (
+                "(a) event created_at -> arrival, p50 / p99",
+                p50_p99(lat.created_to_arrival_ms),
+                "(reference)",
+                "-",
+                "created_at is the start of the transaction that wrote the event (ms resolution)",
+            ),
+            (
+                "(a) stream integrity",
+                "ok" if lat.seq_ok else "BROKEN",
+                "every seq once, in order",
+                verdict(lat.seq_ok),
+                lat.seq_note,
+            ),
+        ]
+    if lat_intake is not None:
+        p = lat_intake.to_event_ms
+        rows.append(
+            (
+                f"(a') the same, TICKER_RELAY_WORKERS=0 (no relay competing), p50 / p99 at {lat_intake.rate:g}/s",
+                p50_p99(p["pending"]),
+                "(reference)",
+                "-",
+                f"max {pct(p['pending'], 100):.1f} ms; POST answer p50 / p99 {pct(lat_intake.post_ms, 50):.1f} / "
+                f"{pct(lat_intake.post_ms, 99):.1f} ms; {lat_intake.seq_note}",
+            )
+        )
+    if fan is not None:
+        per_conn = (fan.rss_connected_kib - fan.rss_before_kib) / fan.clients
+        cpu_us = 1e6 * fan.server_cpu_s / fan.deliveries if fan.deliveries else float("nan")
+        rows += [
+            (
+                f"(b) one event to all {fan.clients} clients, p50 / p99 of {len(fan.reach_all_ms)} trials",
+                p50_p99(fan.reach_all_ms),
+                f"p99 <= {TARGET_FANOUT_P99_MS:g} ms",
+                verdict(pct(fan.reach_all_ms, 99) <= TARGET_FANOUT_P99_MS and fan.incomplete == 0),
+                f"max {pct(fan.reach_all_ms, 100):.1f} ms; incomplete {fan.incomplete}; from the POST's send",
+            ),
+            (
+                "(b) each client's latency, p50 / p99",
+                p50_p99(fan.per_client_ms),
+                "",
+                "-",
+                f"{fan.deliveries} deliveries; server CPU {cpu_us:.0f} us per delivered message",
+            ),
+            (
+                "(c) server RSS per idle WebSocket connection",
+                f"{per_conn:.1f} KiB",
+                "",
+                "-",
+                f"RSS {fan.rss_before_kib / 1024:.1f} MiB before, {fan.rss_connected_kib / 1024:.1f} MiB with "
+                f"{fan.clients} connected, {fan.rss_after_kib / 1024:.1f} MiB after the trials; "
+                f"/advanced/ws/stats said {fan.stats_total}; connecting took {fan.connect_seconds:.1f} s",
+            ),
+        ]
+    print_table(rows)
+    print()
+    s.servers.print_epilogue()
+    return 1 if any(r is not None and not r.seq_ok for r in (lat, lat_intake)) else 0
 
 
 def main() -> int:
@@ -312,8 +414,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=30.0, help="seconds (a) waits for the last orders' events")
     ap.add_argument("--clients", type=int, default=1000, help="WebSocket clients for (b)")
     ap.add_argument("--trials", type=int, default=30, help="events fanned out in (b)")
-    ap.add_argument("--max-runtime", type=int, default=600, help="give up (and clean up) after this many s")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs)")
+    add_session_options(ap)
     ap.add_argument("--only", choices=["latency", "fanout"], help="run only (a) or only (b)+(c)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 3 s at the rate, 300 clients, 10 trials")
     args = ap.parse_args()
@@ -325,196 +426,7 @@ def main() -> int:
     if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the servers we start
 
-    arm_time_limit(args.max_runtime)
-
-    workdir = Path(tempfile.mkdtemp(prefix="ticker-ws-bench-"))
-    database: Database | None = None
-    started = time.monotonic()
-    try:
-        log(f"workdir {workdir}; starting embedded PostgreSQL")
-        database = Database(workdir)
-        harness = Harness(workdir, database)
-        lat: LatencyResult | None = None
-        lat_intake: LatencyResult | None = None
-        fan: FanoutResult | None = None
-
-        if args.only != "fanout":
-            srv = harness.start(DEFAULT)
-            try:
-                lat = run(_latency(srv.port, args.rate, args.duration, args.warmup, args.settle))
-                states = database.query(srv.db, "SELECT status, count(*) AS n FROM order_tasks GROUP BY 1")
-                lat.relay_note = ", ".join(f"{r['status']}: {r['n']}" for r in states)
-            finally:
-                harness.finish(srv)
-            log(
-                f"(a) at {args.rate:g}/s: POST->pending p50 {pct(lat.to_event_ms['pending'], 50):.1f} ms, "
-                f"p99 {pct(lat.to_event_ms['pending'], 99):.1f} ms; POST->order_placed p50 "
-                f"{pct(lat.to_event_ms['order_placed'], 50):.1f} ms, p99 {pct(lat.to_event_ms['order_placed'], 99):.1f}"
-                f" ms; {lat.seq_note}"
-            )
-            # the same with the relay off: how much of (a) is the stream, how much the relay's CPU
-            srv = harness.start(FANOUT)
-            try:
-                lat_intake = run(_latency(srv.port, args.rate, args.duration, args.warmup, settle=2.0))
-            finally:
-                harness.finish(srv)
-            log(
-                f"(a') relay off, at {args.rate:g}/s: POST->pending p50 "
-                f"{pct(lat_intake.to_event_ms['pending'], 50):.1f} ms, "
-                f"p99 {pct(lat_intake.to_event_ms['pending'], 99):.1f} ms; {lat_intake.seq_note}"
-            )
-
-        if args.only != "latency":
-            srv = harness.start(FANOUT)
-            try:
-                fan = run(_fanout(srv.port, srv.proc.pid, args.clients, args.trials))
-            finally:
-                harness.finish(srv)
-            log(
-                f"(b) {fan.clients} clients: reach-all p50 {pct(fan.reach_all_ms, 50):.1f} ms, "
-                f"p99 {pct(fan.reach_all_ms, 99):.1f} ms; RSS {fan.rss_before_kib} -> {fan.rss_connected_kib} KiB"
-            )
-
-        # report --------------------------------------------------------------------------------
-        print()
-        print(
-            f"WebSocket order-stream benchmark — {os.cpu_count()} CPUs; total {time.monotonic() - started:.0f} s. "
-            "Client, server and PostgreSQL share the machine; the figures are noisy."
-        )
-        print()
-        rows: list[tuple[str, str, str, str, str]] = []
-
-        def verdict(ok: bool | None) -> str:
-            return "-" if ok is None else ("PASS" if ok else "FAIL")
-
-        if lat is not None:
-            p = lat.to_event_ms
-            statuses = ", ".join(f"{k}: {v}" for k, v in sorted(lat.statuses.items()))
-            rows += [
-                (
-                    f"(a) POST -> order_update task_status pending, p50 / p99 at {lat.rate:g}/s",
-                    f"{pct(p['pending'], 50):.1f} / {pct(p['pending'], 99):.1f} ms",
-                    f"p99 <= {TARGET_P99_MS:g} ms",
-                    verdict(pct(p["pending"], 99) <= TARGET_P99_MS),
-                    f"max {pct(p['pending'], 100):.1f} ms; missing {lat.missing['pending']} of {len(lat.post_ms)}; "
-                    f"POST answers: {statuses}",
-                ),
-                (
-                    "(a) POST -> order_update order_placed (through the relay), p50 / p99",
-                    f"{pct(p['order_placed'], 50):.1f} / {pct(p['order_placed'], 99):.1f} ms",
-                    f"p99 <= {TARGET_P99_MS:g} ms",
-                    verdict(pct(p["order_placed"], 99) <= TARGET_P99_MS and lat.missing["order_placed"] == 0),
-                    f"max {pct(p['order_placed'], 100):.1f} ms; missing {lat.missing['order_placed']}; "
-                    f"task states at the end: {lat.relay_note}",
-                ),
-                (
-                    "(a) POST -> order_update order_completed, p50 / p99",
-                    f"{pct(p['order_completed'], 50):.1f} / {pct(p['order_completed'], 99):.1f} ms",
-                    "",
-                    "-",
-                    f"missing {lat.missing['order_completed']}",
-                ),
-                (
-                    "(a) POST answer (202), p50 / p99",
-                    f"{pct(lat.post_ms, 50):.1f} / {pct(lat.post_ms, 99):.1f} ms",
-                    "(reference)",
-                    "-",
-                    "intake alone: the part of the first row before the event exists",
-                ),
-                (
-                    "(a) event created_at -> arrival, p50 / p99",
-                    f"{pct(lat.created_to_arrival_ms, 50):.1f} / {pct(lat.created_to_arrival_ms, 99):.1f} ms",
-                    "(reference)",
-                    "-",
-                    "created_at is the start of the transaction that wrote the event (ms resolution)",
-                ),
-                (
-                    "(a) stream integrity",
-                    "ok" if lat.seq_ok else "BROKEN",
-                    "every seq once, in order",
-                    verdict(lat.seq_ok),
-                    lat.seq_note,
-                ),
-            ]
-        if lat_intake is not None:
-            p = lat_intake.to_event_ms
-            rows.append(
-                (
-                    f"(a') the same, TICKER_RELAY_WORKERS=0 (no relay competing), p50 / p99 at {lat_intake.rate:g}/s",
-                    f"{pct(p['pending'], 50):.1f} / {pct(p['pending'], 99):.1f} ms",
-                    "(reference)",
-                    "-",
-                    f"max {pct(p['pending'], 100):.1f} ms; POST answer p50 / p99 {pct(lat_intake.post_ms, 50):.1f} / "
-                    f"{pct(lat_intake.post_ms, 99):.1f} ms; {lat_intake.seq_note}",
-                )
-            )
-        if fan is not None:
-            per_conn = (fan.rss_connected_kib - fan.rss_before_kib) / fan.clients
-            cpu_us = 1e6 * fan.server_cpu_s / fan.deliveries if fan.deliveries else float("nan")
-            rows += [
-                (
-                    f"(b) one event to all {fan.clients} clients, p50 / p99 of {len(fan.reach_all_ms)} trials",
-                    f"{pct(fan.reach_all_ms, 50):.1f} / {pct(fan.reach_all_ms, 99):.1f} ms",
-                    f"p99 <= {TARGET_FANOUT_P99_MS:g} ms",
-                    verdict(pct(fan.reach_all_ms, 99) <= TARGET_FANOUT_P99_MS and fan.incomplete == 0),
-                    f"max {pct(fan.reach_all_ms, 100):.1f} ms; incomplete {fan.incomplete}; from the POST's send",
-                ),
-                (
-                    "(b) each client's latency, p50 / p99",
-                    f"{pct(fan.per_client_ms, 50):.1f} / {pct(fan.per_client_ms, 99):.1f} ms",
-                    "",
-                    "-",
-                    f"{fan.deliveries} deliveries; server CPU {cpu_us:.0f} us per delivered message",
-                ),
-                (
-                    "(c) server RSS per idle WebSocket connection",
-                    f"{per_conn:.1f} KiB",
-                    "",
-                    "-",
-                    f"RSS {fan.rss_before_kib / 1024:.1f} MiB before, {fan.rss_connected_kib / 1024:.1f} MiB with "
-                    f"{fan.clients} connected, {fan.rss_after_kib / 1024:.1f} MiB after the trials; "
-                    f"/advanced/ws/stats said {fan.stats_total}; connecting took {fan.connect_seconds:.1f} s",
-                ),
-            ]
-        headers = ("figure", "measured", "target", "", "notes")
-        widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(5)]
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for row in rows:
-            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        print()
-        for note in harness.stop_notes:
-            print(f"  shutdown: {note}")
-        for key in (DEFAULT.key, FANOUT.key):
-            lines = summarize_logs(harness.logs.get(key, []))
-            if lines:
-                print(f"warnings/errors logged by {key}:")
-                for ln in lines:
-                    print(f"  {ln}")
-        if any(r is not None and not r.seq_ok for r in (lat, lat_intake)):
-            return 1
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    except BenchTimeout as exc:
-        print(f"\n{exc}; cleaning up", file=sys.stderr)
-        return 3
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_all()
-        if database is not None:
-            try:
-                database.close()
-            except Exception as exc:
-                print(f"warning: stopping PostgreSQL failed: {exc}", file=sys.stderr)
-        if args.keep:
-            shutil.rmtree(workdir / "pgdata", ignore_errors=True)
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_session("ticker-ws-bench-", lambda s: measure(s, args), max_runtime=args.max_runtime, keep=args.keep)
 
 
 if __name__ == "__main__":
