@@ -219,3 +219,12 @@ async def test_litestars_own_routes_still_answer(database_url: str) -> None:
         assert options.status_code == 204 and "POST" in options.headers["allow"]
         assert (await c.get("/schema/openapi.json")).status_code == 200
         assert (await c.get("/no/such/route", headers=as_alpha())).status_code == 404
+
+
+async def test_public_routes_need_no_key_and_the_others_do(database_url: str) -> None:
+    async with make_client(database_url, ACCOUNTS, **ENV) as c:
+        assert (await c.get("/health")).status_code == 200
+        assert (await c.get("/metrics")).status_code == 200
+        keyless = await c.get("/tasks")
+        assert keyless.status_code == 401 and "X-API-Key" in keyless.text
+        assert (await c.get("/tasks", headers={"X-API-Key": "not-a-key-0123456789"})).status_code == 401

@@ -65,33 +65,19 @@ async def run_singleton(
     """Call `step` every `interval()` seconds (or when `wake` is set, but never sooner than `min_gap`
     after the last step, so a storm of wake-ups becomes one step per gap) while holding `lock_key`;
     try for the lock meanwhile."""
-    while not stop.is_set():
-        conn: asyncpg.Connection | None = None
-        try:
-            conn = await asyncpg.connect(dsn, server_settings={"application_name": f"ticker-{name}"})
-            while not stop.is_set():
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
-                    log.info("singleton job acquired", job=name)
-                    while not stop.is_set():
-                        try:
-                            await step()
-                        except Exception:
-                            log.exception("singleton job step failed", job=name)
-                        await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
-                        if min_gap:
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(stop.wait(), min_gap)
-                        await _pause(stop, wake, interval())
+
+    async def every_interval() -> None:
+        while not stop.is_set():
+            try:
+                await step()
+            except Exception:
+                log.exception("singleton job step failed", job=name)
+            if min_gap:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 2.0)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("singleton job lost its database connection", job=name, error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-        finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=2)
+                    await asyncio.wait_for(stop.wait(), min_gap)
+            await _pause(stop, wake, interval())
+
+    await hold_singleton(name, dsn, lock_key, every_interval, stop)
 
 
 async def hold_singleton(

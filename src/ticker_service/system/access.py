@@ -31,6 +31,7 @@ from ticker_service.system.errors import ApiError
 ACCESS = "access"  # the key of a route's declaration in its `opt`
 _SCOPE_KEY = "ticker.authorized"  # where the guard leaves its answer in the ASGI scope
 DEFAULT_ACCOUNT = "primary"
+NOBODY = Caller(key_id=None, accounts=frozenset())  # the caller of a public route: may use no account
 
 # The accounts that hold a row with this id (usually one; none when there is no such row)
 RowLookup = Callable[[asyncpg.Pool, str], Awaitable[Sequence[str]]]
@@ -200,6 +201,9 @@ async def account_guard(connection: ASGIConnection[Any, Any, Any, Any], handler:
             return
         raise ApiError(500, "this route declares no account access; refusing it")
     if access.deferred:
+        return
+    if access.source == Source.PUBLIC:  # no key needed, and none looked at: it acts for no account
+        connection.scope[_SCOPE_KEY] = Authorized(NOBODY)  # type: ignore[literal-required]
         return
     runtime = connection.app.state.runtime
     settings = runtime.settings

@@ -40,8 +40,6 @@ def new_broker_tag() -> str:
     return "TS" + uuid.uuid4().hex[:18].upper()
 
 
-
-
 async def submit_task(
     pool: asyncpg.Pool,
     *,
