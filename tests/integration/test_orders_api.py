@@ -94,6 +94,44 @@ async def test_limit_rests_then_modify_then_cancel(client: AsyncTestClient[Any],
     assert await db.fetchval("SELECT count(*) FROM order_tasks") == tasks_before
 
 
+async def order_events(db: asyncpg.Connection, order_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id
+    )
+    return [row["event"] for row in rows]
+
+
+async def test_ioc_limit_fills_at_once_or_is_cancelled(client: AsyncTestClient[Any], db: asyncpg.Connection) -> None:
+    far = SPEC_ORDER | {"order_type": "LIMIT", "price": 18000.0, "validity": "IOC"}
+    r = await client.post("/orders/place", json=far)
+    assert r.status_code == 201, r.text  # the broker accepted it (an order id), then cancelled it
+    order_id = r.json()["order_id"]
+    assert r.json()["order_status"] == "CANCELLED"
+    order = (await client.get(f"/orders/{order_id}")).json()
+    assert order["status"] == "CANCELLED" and order["validity"] == "IOC"
+    assert (order["filled_quantity"], order["cancelled_quantity"], order["pending_quantity"]) == (0, 50, 0)
+    assert "IOC" in order["status_message"]
+    assert await order_events(db, order_id) == ["order_placed", "order_cancelled"]
+    assert [o["order_id"] for o in (await client.get("/orders")).json() if o["status"] == "OPEN"] == []
+
+    marketable = SPEC_ORDER | {"order_type": "LIMIT", "price": 21000.0, "validity": "IOC"}
+    r = await client.post("/orders/place", json=marketable)
+    assert r.status_code == 201, r.text
+    assert r.json()["order_status"] == "COMPLETE"
+    assert r.json()["order"]["filled_quantity"] == 50
+    assert await order_events(db, r.json()["order_id"]) == ["order_placed", "order_completed"]
+
+    # a resting DAY order modified to IOC while not marketable is cancelled by the modification
+    r = await client.post("/orders/place", json=far | {"validity": "DAY"})
+    resting = r.json()["order_id"]
+    assert r.json()["order_status"] == "OPEN"
+    r = await client.put(f"/orders/{resting}", json={"validity": "IOC"})
+    assert r.status_code == 200, r.text
+    order = (await client.get(f"/orders/{resting}")).json()
+    assert order["status"] == "CANCELLED" and order["cancelled_quantity"] == 50
+    assert await order_events(db, resting) == ["order_placed", "order_cancelled"]
+
+
 async def test_unknown_ids_are_404(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/orders/999999999999999")).status_code == 404
     assert (await client.get("/tasks/task_nope")).status_code == 404
