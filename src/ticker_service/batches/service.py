@@ -22,6 +22,7 @@ from ticker_service.orders.tasks import PENDING, IdempotencyConflict, new_broker
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.events import task_status_event
 from ticker_service.outbox.writer import append_events
+from ticker_service.system import metrics
 from ticker_service.system.errors import FieldError
 
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -101,6 +102,8 @@ class BatchService:
             first = next(t for t in tasks if t["batch_index"] == 0)
             await conn.execute("SELECT pg_notify('ticker_tasks', '')")
             await append_events(conn, req.account_id, [task_status_event(first, PENDING)])
+        # every leg is an order accepted for placement, as a single order is (never on a replay)
+        metrics.ORDER_REQUESTS.labels(operation="place_order", account=req.account_id).inc(len(legs))
         return batch_id, True
 
     async def view(self, batch_id: str) -> BatchView | None:
