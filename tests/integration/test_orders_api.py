@@ -253,7 +253,35 @@ async def test_insufficient_funds_is_a_broker_rejection(database_url: str, db: a
                 body["order_id"],
             )
         ]
-        assert events == ["order_placed", "order_rejected"]
+        assert events == ["order_rejected"]  # never placed successfully: no order_placed
+
+
+async def test_an_order_rejected_at_once_is_never_announced_as_placed(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """`order_placed` means successfully placed: an order whose first known status is REJECTED gets
+    `order_rejected` only; an accepted one still gets `order_placed`, then its outcome."""
+    accounts = {"tiny": {"broker": "paper", "funds": 10}, "rich": {"broker": "paper"}}
+    async with make_client(database_url, accounts) as c:
+        refused = await c.post("/orders/place", json=SPEC_ORDER | {"account_id": "tiny"})
+        assert refused.status_code == 422, refused.text
+        placed = await c.post("/orders/place", json=SPEC_ORDER | {"account_id": "rich"})
+        assert placed.status_code == 201, placed.text
+    for answer, account, expected in (
+        (refused, "tiny", ["order_rejected"]),
+        (placed, "rich", ["order_placed", "order_completed"]),
+    ):
+        rows = await db.fetch(
+            "SELECT event, data FROM outbox_events WHERE account_id = $1 AND event LIKE 'order_%' ORDER BY seq", account
+        )
+        assert [r["event"] for r in rows] == expected
+        assert {r["data"]["order_id"] for r in rows} == {answer.json()["order_id"]}
+        assert {r["data"]["task_id"] for r in rows} == {answer.json()["task_id"]}
+    (rejected,) = await db.fetch(
+        "SELECT data FROM outbox_events WHERE account_id = 'tiny' AND event = 'order_rejected'"
+    )
+    assert rejected["data"]["status"] == "REJECTED"
+    assert rejected["data"]["status_message"].startswith("Insufficient funds")
 
 
 async def test_health_and_metrics(client: AsyncTestClient[Any]) -> None:
