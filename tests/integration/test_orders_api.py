@@ -132,6 +132,31 @@ async def test_ioc_limit_fills_at_once_or_is_cancelled(client: AsyncTestClient[A
     assert await order_events(db, resting) == ["order_placed", "order_cancelled"]
 
 
+async def test_order_book_status_filter_refuses_unknown_statuses(client: AsyncTestClient[Any]) -> None:
+    resting = await client.post("/orders/place", json=SPEC_ORDER | {"order_type": "LIMIT", "price": 18000.0})
+    filled = await client.post("/orders/place", json=SPEC_ORDER)
+    assert resting.json()["order_status"] == "OPEN" and filled.json()["order_status"] == "COMPLETE"
+
+    for unknown in ("FILLED", "pending", "OPEN,COMPLETE", " "):
+        r = await client.get("/orders", params={"status": unknown})
+        assert r.status_code == 422, (unknown, r.text)
+        body = r.json()
+        assert body["field"] == "status"
+        for accepted in ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECTED", "AMO REQ RECEIVED"):
+            assert accepted in body["detail"], body
+
+    # a valid status filters, whatever its case (Kite's words are upper case)
+    for value, expected in (("OPEN", resting), ("open", resting), ("Complete", filled)):
+        r = await client.get("/orders", params={"status": value})
+        assert r.status_code == 200, r.text
+        assert [o["order_id"] for o in r.json()] == [expected.json()["order_id"]]
+        assert {o["status"] for o in r.json()} == {value.upper()}
+    assert (await client.get("/orders", params={"status": "REJECTED"})).json() == []
+    assert len((await client.get("/orders")).json()) == 2
+    r = await client.get("/orders", params={"limit": 1, "offset": 1})
+    assert [o["order_id"] for o in r.json()] == [filled.json()["order_id"]]
+
+
 async def test_unknown_ids_are_404(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/orders/999999999999999")).status_code == 404
     assert (await client.get("/tasks/task_nope")).status_code == 404
