@@ -17,8 +17,18 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-STATUSES = ("pending", "running", "retrying", "unknown", "completed", "rejected", "failed", "dead_letter", "waiting",
-            "skipped")
+STATUSES = (
+    "pending",
+    "running",
+    "retrying",
+    "unknown",
+    "completed",
+    "rejected",
+    "failed",
+    "dead_letter",
+    "waiting",
+    "skipped",
+)
 OPERATIONS = ("place_order", "modify_order", "cancel_order")
 BATCH_ROLES = ("leg", "cancel", "square_off")
 

@@ -16,7 +16,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticker_service import __version__
@@ -32,6 +31,7 @@ from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.access import account_guard
 from ticker_service.system.controllers import SystemController
+from ticker_service.system.docs import assets_router, openapi_config
 from ticker_service.system.errors import EXCEPTION_HANDLERS
 from ticker_service.webhooks.controllers import WebhooksController
 from ticker_service.webhooks.service import WebhookService
@@ -142,6 +142,7 @@ def create_app(
             WebhooksController,
             OrderStreamController,
             SystemController,
+            assets_router(),  # the API docs' scripts and styles: no CDN
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -153,7 +154,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[request_context],
-        openapi_config=OpenAPIConfig(title="Ticker Service", version=__version__, path="/schema"),
+        openapi_config=openapi_config("Ticker Service", __version__),
         debug=False,
         logging_config=None,
     )

@@ -116,7 +116,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from ticker_service.db.engine import create_engine
+    from ticker_service.db.engine import asyncpg_dsn, create_engine
+    from ticker_service.db.pool import create_pool
     from ticker_service.orders.lifecycle.tasks import NotRetryable, list_tasks, retry_dead_letter
 
     settings = _settings()
@@ -147,11 +148,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                         )
                     )
                 return 0
+            # retry_dead_letter works on the request path's asyncpg pool, not on the engine
+            pool = await create_pool(asyncpg_dsn(url), 1)
             try:
-                task = await retry_dead_letter(engine, args.task_id)
+                task = await retry_dead_letter(pool, args.task_id)
             except NotRetryable as exc:
                 print(str(exc), file=sys.stderr)
                 return 1
+            finally:
+                await pool.close()
             if task is None:
                 print(f"no task {args.task_id}", file=sys.stderr)
                 return 1

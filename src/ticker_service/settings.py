@@ -149,9 +149,7 @@ DEFAULT_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400
 
 class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     url: Annotated[str | None, Env("DATABASE_URL", database_url, "unset: embedded PostgreSQL")] = None
-    data_dir: Annotated[Path, Env("TICKER_DATA_DIR", path, "embedded database and local state")] = Path(
-        ".ticker-data"
-    )
+    data_dir: Annotated[Path, Env("TICKER_DATA_DIR", path, "embedded database and local state")] = Path(".ticker-data")
     pool_size: Annotated[int, Env("TICKER_DB_POOL_SIZE", whole(1, 500), "request-path connections")] = 16
     migrate_on_start: Annotated[bool, Env("TICKER_MIGRATE_ON_START", boolean)] = True
     task_retention_days: Annotated[float, Env("TASK_RETENTION_DAYS", number(1))] = 7.0
@@ -197,14 +195,10 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
     allow_private: Annotated[bool, Env("WEBHOOK_ALLOW_PRIVATE", boolean)] = False
-    retry_schedule: Annotated[tuple[float, ...], Env("WEBHOOK_RETRY_SCHEDULE", seconds_list)] = (
-        DEFAULT_RETRY_SCHEDULE
-    )
+    retry_schedule: Annotated[tuple[float, ...], Env("WEBHOOK_RETRY_SCHEDULE", seconds_list)] = DEFAULT_RETRY_SCHEDULE
     disable_after: Annotated[float, Env("WEBHOOK_DISABLE_AFTER", number(0))] = 86400.0
     timeout: Annotated[float, Env("WEBHOOK_TIMEOUT", number(0.1))] = 10.0
-    concurrency: Annotated[int, Env("WEBHOOK_CONCURRENCY", whole(1, 10_000), "deliveries in flight per process")] = (
-        128
-    )
+    concurrency: Annotated[int, Env("WEBHOOK_CONCURRENCY", whole(1, 10_000), "deliveries in flight per process")] = 128
     # ... and per endpoint, so one slow receiver cannot take them all
     endpoint_concurrency: Annotated[int, Env("WEBHOOK_ENDPOINT_CONCURRENCY", whole(1, 1000))] = 16
 

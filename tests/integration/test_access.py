@@ -71,9 +71,7 @@ async def snapshot(db: asyncpg.Connection) -> dict[str, Any]:
 async def bravos_objects(c: AsyncTestClient[Any], receiver: Receiver, db: asyncpg.Connection) -> dict[str, str]:
     placed = await c.post("/orders/place", json=RESTING | {"account_id": BRAVO}, headers=as_bravo())
     assert placed.status_code == 201 and placed.json()["order"]["status"] == "OPEN", placed.text
-    batch = await c.post(
-        "/advanced/batch-orders", json={"account_id": BRAVO, "orders": [RESTING]}, headers=as_bravo()
-    )
+    batch = await c.post("/advanced/batch-orders", json={"account_id": BRAVO, "orders": [RESTING]}, headers=as_bravo())
     assert batch.status_code == 201, batch.text
     hook = await c.post(
         "/advanced/webhooks",
@@ -119,9 +117,7 @@ def fill(template: str, ids: dict[str, str]) -> str:
 async def test_every_route_declares_how_its_account_is_found(database_url: str) -> None:
     async with make_client(database_url, ACCOUNTS, **ENV) as c:
         app = c.app
-        undeclared = [
-            f"{method} {path}" for method, path, handler in http_routes(app) if declared(handler) is None
-        ]
+        undeclared = [f"{method} {path}" for method, path, handler in http_routes(app) if declared(handler) is None]
         sockets = [r for r in app.routes if isinstance(r, WebSocketRoute)]
         undeclared += [r.path for r in sockets if declared(r.route_handler) is None]
         assert undeclared == []
@@ -185,7 +181,8 @@ async def test_modify_and_cancel_of_another_accounts_order_leave_it_untouched(
         assert all(BRAVO not in r.text for r in (modify, cancel, named))
         # the same id, unknown to everyone, answers exactly alike
         ghost = await c.put("/orders/999999999999", json={"price": 19900}, headers=as_alpha())
-        assert (ghost.status_code, ghost.json()["detail"]) == (404, modify.json()["detail"].replace(order_id, "999999999999"))
+        expected = modify.json()["detail"].replace(order_id, "999999999999")
+        assert (ghost.status_code, ghost.json()["detail"]) == (404, expected)
         await asyncio.sleep(0.5)  # a task, had one been written, would have been executed by now
         assert await snapshot(db) == before
         row = await db.fetchrow("SELECT status, price FROM paper_orders WHERE order_id = $1", order_id)
@@ -195,7 +192,9 @@ async def test_modify_and_cancel_of_another_accounts_order_leave_it_untouched(
         assert mine.status_code == 200 and mine.json()["status"] == "completed", mine.text
 
 
-@pytest.mark.parametrize("path", ["/tasks/{task_id}", "/advanced/batch-orders/{batch_id}", "/advanced/webhooks/{webhook_id}"])
+@pytest.mark.parametrize(
+    "path", ["/tasks/{task_id}", "/advanced/batch-orders/{batch_id}", "/advanced/webhooks/{webhook_id}"]
+)
 async def test_an_id_of_another_account_answers_as_one_that_does_not_exist(
     database_url: str, db: asyncpg.Connection, receivers: list[Receiver], path: str
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from tests.conftest import SPEC_ORDER, eventually, make_client
 from tests.integration.test_relay import runtime_of
@@ -218,3 +219,27 @@ async def _leg_status(c: AsyncTestClient[Any], batch_id: str, index: int, status
 async def _final(c: AsyncTestClient[Any], batch_id: str) -> dict[str, Any] | None:
     body = dict((await c.get(f"/advanced/batch-orders/{batch_id}")).json())
     return body if body["status"] in ("completed", "failed", "rollback_failed") else None
+
+
+async def test_each_leg_counts_as_a_place_order_request(database_url: str, db: asyncpg.Connection) -> None:
+    def placed() -> float:
+        labels = {"operation": "place_order", "account": "metered"}
+        return REGISTRY.get_sample_value("order_requests_total", labels) or 0.0
+
+    async with make_client(database_url, {"metered": {"broker": "paper"}}) as c:
+        before = placed()
+        first = await batch(c, [INFY_ONE] * 3, account_id="metered")
+        assert first["success"] is True
+        assert placed() == before + 3
+        headers = {"Idempotency-Key": "metered-1"}
+        body = {"orders": [INFY_ONE, INFY_ONE], "account_id": "metered"}
+        r = await c.post("/advanced/batch-orders?wait=10", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        assert placed() == before + 5
+        # an idempotent replay creates nothing, and counts nothing
+        again = await c.post("/advanced/batch-orders?wait=10", json=body, headers=headers)
+        assert again.status_code == 201 and again.json()["batch_id"] == r.json()["batch_id"]
+        assert placed() == before + 5
+        # a single order counts once, as before
+        assert (await c.post("/orders/place", json=INFY_ONE | {"account_id": "metered"})).status_code == 201
+        assert placed() == before + 6

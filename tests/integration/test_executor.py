@@ -53,6 +53,10 @@ async def place(pool: asyncpg.Pool) -> str:
     return str(task["task_id"])
 
 
+async def completed(db: asyncpg.Connection, task_id: str) -> bool:
+    return bool(await db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id))
+
+
 async def statuses(db: asyncpg.Connection, task_id: str) -> list[str]:
     rows = await db.fetch(
         "SELECT event, data->>'status' AS status FROM outbox_events WHERE task_id = $1 ORDER BY seq", task_id
@@ -66,11 +70,12 @@ async def test_a_lost_answer_is_reconciled_by_tag_and_placed_once(pool: asyncpg.
     task_id = await place(pool)
     await executor.start()
     try:
-        await eventually(lambda: db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id))
+        await eventually(lambda: completed(db, task_id))
     finally:
         await executor.stop()
     assert broker.calls == ["place"] and len(broker.book) == 1
-    assert await statuses(db, task_id) == ["pending", "running", "unknown", "completed", "order_placed", "order_completed"]
+    expected = ["pending", "running", "unknown", "completed", "order_placed", "order_completed"]
+    assert await statuses(db, task_id) == expected
     order = await db.fetchrow("SELECT task_id, client_tag, status FROM orders")
     assert dict(order) == {"task_id": task_id, "client_tag": "mine", "status": "COMPLETE"}
 
@@ -81,7 +86,7 @@ async def test_refused_before_sending_is_retried_then_placed(pool: asyncpg.Pool,
     task_id = await place(pool)
     await executor.start()
     try:
-        await eventually(lambda: db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id))
+        await eventually(lambda: completed(db, task_id))
     finally:
         await executor.stop()
     assert broker.calls == ["place"] * 3 and len(broker.book) == 1

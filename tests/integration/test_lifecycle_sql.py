@@ -130,12 +130,11 @@ async def test_the_database_refuses_a_state_that_does_not_exist(database_url: st
         await db.execute("UPDATE order_tasks SET operation = 'place' WHERE task_id = $1", task_id)
 
 
-async def test_the_claims_running_event_is_the_payload_python_builds(
-    database_url: str, db: asyncpg.Connection
-) -> None:
+async def test_the_claims_running_event_is_the_payload_python_builds(database_url: str, db: asyncpg.Connection) -> None:
     async with make_client(database_url, TICKER_RELAY_WORKERS="0") as c:
         task_id = (await c.post("/orders/place?wait=0", json=SPEC_ORDER)).json()["task_id"]
-    pool = await asyncpg.create_pool(database_url.replace("postgresql+asyncpg://", "postgresql://", 1), min_size=1, max_size=2)
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         claimed = await pool.fetchrow(queries.CLAIM, "worker-1", 5.0, "event-1")
     finally:

@@ -94,6 +94,69 @@ async def test_limit_rests_then_modify_then_cancel(client: AsyncTestClient[Any],
     assert await db.fetchval("SELECT count(*) FROM order_tasks") == tasks_before
 
 
+async def order_events(db: asyncpg.Connection, order_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT event FROM outbox_events WHERE order_id = $1 AND event <> 'task_status' ORDER BY seq", order_id
+    )
+    return [row["event"] for row in rows]
+
+
+async def test_ioc_limit_fills_at_once_or_is_cancelled(client: AsyncTestClient[Any], db: asyncpg.Connection) -> None:
+    far = SPEC_ORDER | {"order_type": "LIMIT", "price": 18000.0, "validity": "IOC"}
+    r = await client.post("/orders/place", json=far)
+    assert r.status_code == 201, r.text  # the broker accepted it (an order id), then cancelled it
+    order_id = r.json()["order_id"]
+    assert r.json()["order_status"] == "CANCELLED"
+    order = (await client.get(f"/orders/{order_id}")).json()
+    assert order["status"] == "CANCELLED" and order["validity"] == "IOC"
+    assert (order["filled_quantity"], order["cancelled_quantity"], order["pending_quantity"]) == (0, 50, 0)
+    assert "IOC" in order["status_message"]
+    assert await order_events(db, order_id) == ["order_placed", "order_cancelled"]
+    assert [o["order_id"] for o in (await client.get("/orders")).json() if o["status"] == "OPEN"] == []
+
+    marketable = SPEC_ORDER | {"order_type": "LIMIT", "price": 21000.0, "validity": "IOC"}
+    r = await client.post("/orders/place", json=marketable)
+    assert r.status_code == 201, r.text
+    assert r.json()["order_status"] == "COMPLETE"
+    assert r.json()["order"]["filled_quantity"] == 50
+    assert await order_events(db, r.json()["order_id"]) == ["order_placed", "order_completed"]
+
+    # a resting DAY order modified to IOC while not marketable is cancelled by the modification
+    r = await client.post("/orders/place", json=far | {"validity": "DAY"})
+    resting = r.json()["order_id"]
+    assert r.json()["order_status"] == "OPEN"
+    r = await client.put(f"/orders/{resting}", json={"validity": "IOC"})
+    assert r.status_code == 200, r.text
+    order = (await client.get(f"/orders/{resting}")).json()
+    assert order["status"] == "CANCELLED" and order["cancelled_quantity"] == 50
+    assert await order_events(db, resting) == ["order_placed", "order_cancelled"]
+
+
+async def test_order_book_status_filter_refuses_unknown_statuses(client: AsyncTestClient[Any]) -> None:
+    resting = await client.post("/orders/place", json=SPEC_ORDER | {"order_type": "LIMIT", "price": 18000.0})
+    filled = await client.post("/orders/place", json=SPEC_ORDER)
+    assert resting.json()["order_status"] == "OPEN" and filled.json()["order_status"] == "COMPLETE"
+
+    for unknown in ("FILLED", "pending", "OPEN,COMPLETE", " "):
+        r = await client.get("/orders", params={"status": unknown})
+        assert r.status_code == 422, (unknown, r.text)
+        body = r.json()
+        assert body["field"] == "status"
+        for accepted in ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECTED", "AMO REQ RECEIVED"):
+            assert accepted in body["detail"], body
+
+    # a valid status filters, whatever its case (Kite's words are upper case)
+    for value, expected in (("OPEN", resting), ("open", resting), ("Complete", filled)):
+        r = await client.get("/orders", params={"status": value})
+        assert r.status_code == 200, r.text
+        assert [o["order_id"] for o in r.json()] == [expected.json()["order_id"]]
+        assert {o["status"] for o in r.json()} == {value.upper()}
+    assert (await client.get("/orders", params={"status": "REJECTED"})).json() == []
+    assert len((await client.get("/orders")).json()) == 2
+    r = await client.get("/orders", params={"limit": 1, "offset": 1})
+    assert [o["order_id"] for o in r.json()] == [filled.json()["order_id"]]
+
+
 async def test_unknown_ids_are_404(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/orders/999999999999999")).status_code == 404
     assert (await client.get("/tasks/task_nope")).status_code == 404
@@ -215,7 +278,35 @@ async def test_insufficient_funds_is_a_broker_rejection(database_url: str, db: a
                 body["order_id"],
             )
         ]
-        assert events == ["order_placed", "order_rejected"]
+        assert events == ["order_rejected"]  # never placed successfully: no order_placed
+
+
+async def test_an_order_rejected_at_once_is_never_announced_as_placed(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """`order_placed` means successfully placed: an order whose first known status is REJECTED gets
+    `order_rejected` only; an accepted one still gets `order_placed`, then its outcome."""
+    accounts = {"tiny": {"broker": "paper", "funds": 10}, "rich": {"broker": "paper"}}
+    async with make_client(database_url, accounts) as c:
+        refused = await c.post("/orders/place", json=SPEC_ORDER | {"account_id": "tiny"})
+        assert refused.status_code == 422, refused.text
+        placed = await c.post("/orders/place", json=SPEC_ORDER | {"account_id": "rich"})
+        assert placed.status_code == 201, placed.text
+    for answer, account, expected in (
+        (refused, "tiny", ["order_rejected"]),
+        (placed, "rich", ["order_placed", "order_completed"]),
+    ):
+        rows = await db.fetch(
+            "SELECT event, data FROM outbox_events WHERE account_id = $1 AND event LIKE 'order_%' ORDER BY seq", account
+        )
+        assert [r["event"] for r in rows] == expected
+        assert {r["data"]["order_id"] for r in rows} == {answer.json()["order_id"]}
+        assert {r["data"]["task_id"] for r in rows} == {answer.json()["task_id"]}
+    (rejected,) = await db.fetch(
+        "SELECT data FROM outbox_events WHERE account_id = 'tiny' AND event = 'order_rejected'"
+    )
+    assert rejected["data"]["status"] == "REJECTED"
+    assert rejected["data"]["status_message"].startswith("Insufficient funds")
 
 
 async def test_health_and_metrics(client: AsyncTestClient[Any]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 import pytest
 
 from ticker_service.brokers.base import BrokerRejected, ModifyOrderParams, PlaceOrderParams
@@ -166,3 +167,50 @@ async def test_the_order_book_is_the_days_orders_plus_open_ones(pool: asyncpg.Po
     )
     assert [o.order_id for o in await broker.orders()] == [kept.order_id, today.order_id]
     assert [o.order_id for o in await broker.orders_by_tag("D3")] == [gone.order_id]  # still found by tag
+
+
+def ioc(params: PlaceOrderParams) -> PlaceOrderParams:
+    return msgspec.structs.replace(params, validity="IOC")
+
+
+async def test_ioc_fills_at_once_or_is_cancelled_never_rests(pool: asyncpg.Pool, db: asyncpg.Connection) -> None:
+    """IOC (Kite's meaning): what can fill at once fills, the rest is cancelled; the paper exchange
+    fills whole orders, so an IOC order is COMPLETE or CANCELLED when the call returns, never OPEN."""
+    t_low, low, t_high, high = extremes("INFY", 1_800_000_200.0)
+    clock = Clock(t_high)
+    broker = PaperBroker("ioc", PaperAccount(funds=1e9), pool, load_instruments(), clock=clock)
+
+    filled = (await broker.place_order(ioc(order("BUY", 3, "LIMIT", "I1", price=high + 20)))).order
+    assert filled is not None and filled.status == "COMPLETE" and filled.filled_quantity == 3
+    assert filled.validity == "IOC"
+
+    far = (await broker.place_order(ioc(order("BUY", 5, "LIMIT", "I2", price=low - 20)))).order
+    assert far is not None and far.status == "CANCELLED"
+    assert (far.filled_quantity, far.cancelled_quantity, far.pending_quantity) == (0, 5, 0)
+    assert far.status_message and "IOC" in far.status_message
+    assert far.exchange_order_id  # it reached the exchange: cancelled there, not rejected
+    await assert_exposure_matches_book(db, "ioc")
+
+    # a stop order waits for its trigger as usual; triggered but not marketable, it is cancelled
+    stop = (await broker.place_order(ioc(order("SELL", 2, "SL", "I3", price=high + 20, trigger=low)))).order
+    assert stop is not None and stop.status == "TRIGGER PENDING"
+    # a resting order modified to IOC while not marketable is cancelled by the modification
+    resting = (await broker.place_order(order("BUY", 4, "LIMIT", "I4", price=low - 20))).order
+    assert resting is not None and resting.status == "OPEN"
+    await assert_exposure_matches_book(db, "ioc")
+    modified = await broker.modify_order(ModifyOrderParams(order_id=resting.order_id, validity="IOC"))
+    assert modified.status == "CANCELLED" and modified.validity == "IOC"
+    assert (modified.filled_quantity, modified.cancelled_quantity, modified.pending_quantity) == (0, 4, 0)
+    await assert_exposure_matches_book(db, "ioc")
+
+    clock.t = t_low
+    changed = {o.order_id: o for o in await broker.match_open_orders()}
+    assert set(changed) == {stop.order_id}
+    assert changed[stop.order_id].status == "CANCELLED" and changed[stop.order_id].cancelled_quantity == 2
+    assert await broker.match_open_orders() == []
+    await assert_exposure_matches_book(db, "ioc")
+    row = await db.fetchrow("SELECT * FROM paper_exposure WHERE account_id = 'ioc' AND product = 'CNC'")
+    assert (row["net_quantity"], row["open_buy"], row["open_sell"]) == (3, 0, 0)
+    for cancelled in (far, modified):
+        with pytest.raises(BrokerRejected):
+            await broker.cancel_order(cancelled.order_id)

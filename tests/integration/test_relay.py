@@ -143,7 +143,8 @@ async def test_a_task_past_its_deadline_fails_instead_of_reaching_the_market(
 
 async def test_seq_has_no_gaps_and_follows_commit_order(database_url: str, db: asyncpg.Connection) -> None:
     """Concurrent writers on two accounts; a tailer reading by seq must never see a hole fill in later."""
-    accounts = {"a": {"broker": "paper"}, "b": {"broker": "paper"}}
+    # funds for all 60 orders of each account: each is accepted (and announced as placed)
+    accounts = {"a": {"broker": "paper", "funds": 1e10}, "b": {"broker": "paper", "funds": 1e10}}
     stop = asyncio.Event()
     seen: dict[str, list[int]] = {"a": [], "b": []}
     violations: list[str] = []

@@ -43,22 +43,35 @@ def test_prices_are_deterministic_bounded_and_on_the_tick() -> None:
 
 
 @pytest.mark.parametrize(
-    ("side", "kind", "status", "price", "trigger", "ltp", "expected"),
+    ("side", "kind", "status", "price", "trigger", "ltp", "expected", "validity"),
     [
-        ("BUY", "MARKET", "OPEN", 0, 0, 100, ("COMPLETE", 100)),
-        ("BUY", "LIMIT", "OPEN", 99, 0, 100, ("OPEN", None)),
-        ("BUY", "LIMIT", "OPEN", 101, 0, 100, ("COMPLETE", 100)),  # marketable: fills at the market
-        ("SELL", "LIMIT", "OPEN", 101, 0, 100, ("OPEN", None)),
-        ("SELL", "LIMIT", "OPEN", 99, 0, 100, ("COMPLETE", 100)),
-        ("BUY", "SL", "TRIGGER PENDING", 106, 105, 100, ("TRIGGER PENDING", None)),
-        ("BUY", "SL", "TRIGGER PENDING", 106, 105, 105, ("COMPLETE", 105)),
-        ("SELL", "SL-M", "TRIGGER PENDING", 0, 95, 96, ("TRIGGER PENDING", None)),
-        ("SELL", "SL-M", "TRIGGER PENDING", 0, 95, 94, ("COMPLETE", 94)),
-        ("SELL", "SL", "TRIGGER PENDING", 96, 95, 94, ("OPEN", None)),  # triggered, limit not reached
+        ("BUY", "MARKET", "OPEN", 0, 0, 100, ("COMPLETE", 100), "DAY"),
+        ("BUY", "LIMIT", "OPEN", 99, 0, 100, ("OPEN", None), "DAY"),
+        ("BUY", "LIMIT", "OPEN", 101, 0, 100, ("COMPLETE", 100), "DAY"),  # marketable: fills at the market
+        ("SELL", "LIMIT", "OPEN", 101, 0, 100, ("OPEN", None), "DAY"),
+        ("SELL", "LIMIT", "OPEN", 99, 0, 100, ("COMPLETE", 100), "DAY"),
+        ("BUY", "SL", "TRIGGER PENDING", 106, 105, 100, ("TRIGGER PENDING", None), "DAY"),
+        ("BUY", "SL", "TRIGGER PENDING", 106, 105, 105, ("COMPLETE", 105), "DAY"),
+        ("SELL", "SL-M", "TRIGGER PENDING", 0, 95, 96, ("TRIGGER PENDING", None), "DAY"),
+        ("SELL", "SL-M", "TRIGGER PENDING", 0, 95, 94, ("COMPLETE", 94), "DAY"),
+        ("SELL", "SL", "TRIGGER PENDING", 96, 95, 94, ("OPEN", None), "DAY"),  # triggered, limit not reached
+        # IOC: whatever is not marketable when it reaches the market is cancelled, never rests
+        ("BUY", "LIMIT", "OPEN", 99, 0, 100, ("CANCELLED", None), "IOC"),
+        ("BUY", "LIMIT", "OPEN", 101, 0, 100, ("COMPLETE", 100), "IOC"),
+        ("BUY", "MARKET", "OPEN", 0, 0, 100, ("COMPLETE", 100), "IOC"),
+        ("SELL", "SL", "TRIGGER PENDING", 96, 95, 96, ("TRIGGER PENDING", None), "IOC"),  # waits for its trigger
+        ("SELL", "SL", "TRIGGER PENDING", 96, 95, 94, ("CANCELLED", None), "IOC"),
     ],
 )
 def test_fill_rules(
-    side: str, kind: str, status: str, price: int, trigger: int, ltp: int, expected: tuple[str, int | None]
+    side: str,
+    kind: str,
+    status: str,
+    price: int,
+    trigger: int,
+    ltp: int,
+    expected: tuple[str, int | None],
+    validity: str,
 ) -> None:
     got = fill_decision(
         transaction_type=side,
@@ -67,6 +80,7 @@ def test_fill_rules(
         price=Decimal(price),
         trigger=Decimal(trigger),
         ltp=Decimal(ltp),
+        validity=validity,
     )
     assert got == (expected[0], None if expected[1] is None else Decimal(expected[1]))
 

@@ -18,12 +18,13 @@ from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
 from ticker_service.batches.views import FINAL, load_view
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
-from ticker_service.orders.lifecycle.states import TaskStatus
+from ticker_service.orders.lifecycle.states import Operation, TaskStatus
 from ticker_service.orders.lifecycle.tasks import IdempotencyConflict, new_broker_tag, new_task_id
 from ticker_service.orders.schemas import PlaceOrderRequest
 from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.writer import append_events
+from ticker_service.system import metrics
 from ticker_service.system.errors import FieldError
 
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -93,6 +94,8 @@ class BatchService:
             first = next(t for t in tasks if t["batch_index"] == 0)
             await conn.execute(queries.WAKE_WORKERS)
             await append_events(conn, req.account_id, [task_status_event(first, TaskStatus.PENDING)])
+        # every leg is an order accepted for placement, as a single order is (never on a replay)
+        metrics.ORDER_REQUESTS.labels(operation=Operation.PLACE, account=req.account_id).inc(len(legs))
         return batch_id, True
 
     async def view(self, batch_id: str) -> BatchView | None:

@@ -23,11 +23,7 @@ class AccountError(ValueError):
 
 
 def _check_id(account_id: str) -> None:
-    if (
-        not account_id
-        or len(account_id) > MAX_ACCOUNT_ID
-        or not account_id.replace("_", "").replace("-", "").isalnum()
-    ):
+    if not account_id or len(account_id) > MAX_ACCOUNT_ID or not account_id.replace("_", "").replace("-", "").isalnum():
         raise AccountError(f"invalid account id {account_id[:80]!r} (letters, digits, '-' and '_', at most 64)")
 
 

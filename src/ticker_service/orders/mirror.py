@@ -72,7 +72,10 @@ def events_for_change(
     """The events that moving from `old` (None: never seen) to `order` means."""
     events: list[NewEvent] = []
     if old is None:
-        events.append(order_event("order_placed", order, task_id=task_id, client_tag=client_tag))
+        # `order_placed` means successfully placed: an order refused at once (insufficient funds,
+        # RMS) is announced only as rejected
+        if order.status != "REJECTED":
+            events.append(order_event("order_placed", order, task_id=task_id, client_tag=client_tag))
         if order.status in STATUS_EVENTS:
             events.append(order_event(STATUS_EVENTS[order.status], order, task_id=task_id, client_tag=client_tag))
         elif order.filled_quantity > 0:

@@ -17,7 +17,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticker_service.brokers.base import OPEN_ORDER_STATUSES, Broker, BrokerError, OrderNotFound
+from ticker_service.brokers.base import (
+    OPEN_ORDER_STATUSES,
+    TERMINAL_ORDER_STATUSES,
+    Broker,
+    BrokerError,
+    OrderNotFound,
+)
 from ticker_service.db.tables import orders
 from ticker_service.instruments import InstrumentBook, check_order, to_decimal
 from ticker_service.orders.lifecycle.states import RESOLVED, Operation, TaskStatus
@@ -31,6 +37,21 @@ from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.orders")
+
+
+# What `GET /orders?status=` accepts: Kite's order statuses, the working ones then the final ones
+ORDER_STATUSES = (*sorted(OPEN_ORDER_STATUSES), *sorted(TERMINAL_ORDER_STATUSES))
+
+
+def order_status_filter(value: str | None) -> str | None:
+    """The order status to filter on, as Kite writes it (upper case); matching ignores case and
+    surrounding spaces. An unknown value is a 422 naming `status`, never a silently empty list."""
+    if value is None:
+        return None
+    wanted = " ".join(value.split()).upper()
+    if wanted not in ORDER_STATUSES:
+        raise FieldError("status", f"unknown order status {value!r}; one of {', '.join(ORDER_STATUSES)}")
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +282,7 @@ class OrderService:
     ) -> list[dict[str, Any]]:
         """The broker's order book, whole by default, each order with its broker tag."""
         broker = self.broker(account_id)
+        status = order_status_filter(status)
         try:
             book = await broker.orders()
         except BrokerError as exc:

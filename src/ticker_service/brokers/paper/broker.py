@@ -39,6 +39,9 @@ from ticker_service.instruments import Instrument, InstrumentBook, check_order
 from ticker_service.timeutil import IST, utcnow
 
 OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+# An IOC order that cannot fill when it reaches the market (at placement, at a modification, or when
+# its stop triggers) is cancelled by the exchange rather than left resting
+IOC_CANCELLED = "Cancelled by the exchange: IOC order could not be executed immediately."
 MARKET_OPEN = dtime(9, 15)
 MARKET_CLOSE = dtime(15, 30)
 
@@ -81,15 +84,17 @@ ON CONFLICT (account_id, exchange, tradingsymbol, product) DO UPDATE SET
 _ADJUST = _EXPOSURE_UPSERT.format(source="VALUES ($1, $2, $3, $4, $5, $6, $7)")
 
 # One statement for a placement: the order (its id from the day and a sequence, as Kite's look),
-# its fill when it fills at once ($21 not null) and the running totals ($22..$24).
+# its fill when it fills at once ($21 not null), the running totals ($22..$24) and the quantity
+# cancelled at once ($25: an IOC order that could not fill).
 _PLACE = (
     """
 WITH o AS (
     INSERT INTO paper_orders (order_id, account_id, tag, exchange, tradingsymbol, instrument_token, transaction_type,
         product, order_type, variety, validity, quantity, disclosed_quantity, price, trigger_price, status,
-        status_message, filled_quantity, average_price, order_timestamp, exchange_timestamp, updated_at)
+        status_message, filled_quantity, average_price, order_timestamp, exchange_timestamp, updated_at,
+        cancelled_quantity)
     VALUES (to_char(now() AT TIME ZONE 'Asia/Kolkata', 'YYMMDD') || lpad(nextval('paper_order_seq')::text, 9, '0'),
-        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19)
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19, $25)
     RETURNING *
 ), t AS (
     INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product,
@@ -127,7 +132,8 @@ _ORDER_FOR_UPDATE = _ORDER + " FOR UPDATE"
 _MODIFY = """
 UPDATE paper_orders SET order_type = $2, quantity = $3, price = $4, trigger_price = $5, validity = $6, modified = true,
     status = $7, updated_at = $8, filled_quantity = COALESCE($9, filled_quantity),
-    average_price = COALESCE($10, average_price), exchange_timestamp = COALESCE($11, exchange_timestamp)
+    average_price = COALESCE($10, average_price), exchange_timestamp = COALESCE($11, exchange_timestamp),
+    cancelled_quantity = COALESCE($12, cancelled_quantity), status_message = COALESCE($13, status_message)
 WHERE order_id = $1
 RETURNING *
 """
@@ -138,7 +144,8 @@ RETURNING *
 """
 _MATCH = """
 UPDATE paper_orders SET status = $3, updated_at = $4, filled_quantity = COALESCE($5, filled_quantity),
-    average_price = COALESCE($6, average_price), exchange_timestamp = COALESCE($7, exchange_timestamp)
+    average_price = COALESCE($6, average_price), exchange_timestamp = COALESCE($7, exchange_timestamp),
+    cancelled_quantity = COALESCE($8, cancelled_quantity), status_message = COALESCE($9, status_message)
 WHERE order_id = $1 AND status = $2
 RETURNING *
 """
@@ -181,13 +188,22 @@ def row_to_order(row: Mapping[Any, Any]) -> BrokerOrder:
 
 
 def fill_decision(
-    *, transaction_type: str, order_type: str, status: str, price: Decimal, trigger: Decimal, ltp: Decimal
+    *,
+    transaction_type: str,
+    order_type: str,
+    status: str,
+    price: Decimal,
+    trigger: Decimal,
+    ltp: Decimal,
+    validity: str = "DAY",
 ) -> tuple[str, Decimal | None]:
     """(new status, fill price or None) for an order at the market price `ltp`.
 
     A stop order triggers when the price crosses its trigger; a triggered SL then behaves as a
     LIMIT at its price and a triggered SL-M as a MARKET. Marketable orders fill at the market price
-    (never worse than their limit); resting limits stay OPEN.
+    (never worse than their limit); resting limits stay OPEN, except IOC ones: Immediate or Cancel
+    fills what it can at once and cancels the rest, and the paper exchange fills whole orders, so an
+    IOC order that is not marketable when it reaches the market is CANCELLED.
     """
     buy = transaction_type == "BUY"
     kind = order_type
@@ -200,6 +216,8 @@ def fill_decision(
     crosses = ltp <= price if buy else ltp >= price
     if crosses:
         return "COMPLETE", (min(ltp, price) if buy else max(ltp, price))
+    if validity == "IOC":
+        return "CANCELLED", None
     return "OPEN", None
 
 
@@ -379,10 +397,14 @@ class PaperBroker:
                     price=price,
                     trigger=trigger,
                     ltp=ltp,
+                    validity=params.validity,
                 )
+                if status == "CANCELLED":
+                    status_message = IOC_CANCELLED
             buy = params.transaction_type == "BUY"
             filled = params.quantity if fill_price is not None else 0
             resting = params.quantity if status in OPEN_STATUSES else 0
+            cancelled = params.quantity if status == "CANCELLED" else 0
             row = await conn.fetchrow(
                 _PLACE,
                 self.account_id,
@@ -410,6 +432,7 @@ class PaperBroker:
                 filled if buy else -filled,
                 resting if buy else 0,
                 0 if buy else resting,
+                cancelled,
             )
             order_id = row["order_id"]
         failpoint("paper.after_place_commit")
@@ -445,6 +468,7 @@ class PaperBroker:
             status = row["status"]
             if order_type not in ("SL", "SL-M") and status == "TRIGGER PENDING":
                 status = "OPEN"
+            validity = params.validity or row["validity"]
             status, fill_price = fill_decision(
                 transaction_type=row["transaction_type"],
                 order_type=order_type,
@@ -452,6 +476,7 @@ class PaperBroker:
                 price=price,
                 trigger=trigger,
                 ltp=self.ltp(instrument),
+                validity=validity,
             )
             now = utcnow()
             values: dict[str, Any] = {
@@ -459,7 +484,7 @@ class PaperBroker:
                 "quantity": quantity,
                 "price": price,
                 "trigger_price": trigger,
-                "validity": params.validity or row["validity"],
+                "validity": validity,
                 "modified": True,
                 "status": status,
                 "updated_at": now,
@@ -471,6 +496,9 @@ class PaperBroker:
                 await self._adjust_exposure(
                     conn, row, open_delta=-old_pending, filled=quantity - int(row["filled_quantity"])
                 )
+            elif status == "CANCELLED":  # IOC, not marketable: the open quantity is released
+                values.update(cancelled_quantity=quantity - int(row["filled_quantity"]), status_message=IOC_CANCELLED)
+                await self._adjust_exposure(conn, row, open_delta=-old_pending)
             else:
                 await self._adjust_exposure(conn, row, open_delta=quantity - int(row["quantity"]))
             new = await conn.fetchrow(
@@ -486,6 +514,8 @@ class PaperBroker:
                 values.get("filled_quantity"),
                 values.get("average_price"),
                 values.get("exchange_timestamp"),
+                values.get("cancelled_quantity"),
+                values.get("status_message"),
             )
         self._maybe_lose_answer()
         return row_to_order(new)
@@ -641,6 +671,7 @@ class PaperBroker:
                     price=Decimal(row["price"]),
                     trigger=Decimal(row["trigger_price"]),
                     ltp=ltp,
+                    validity=row["validity"],
                 )
                 if status == row["status"]:
                     continue
@@ -650,6 +681,10 @@ class PaperBroker:
                     values.update(filled_quantity=row["quantity"], average_price=fill_price, exchange_timestamp=now)
                     pending = int(row["quantity"]) - int(row["filled_quantity"])
                     await self._adjust_exposure(conn, row, open_delta=-pending, filled=pending)
+                elif status == "CANCELLED":  # a triggered IOC stop that cannot fill at once
+                    pending = int(row["quantity"]) - int(row["filled_quantity"])
+                    values.update(cancelled_quantity=pending, status_message=IOC_CANCELLED)
+                    await self._adjust_exposure(conn, row, open_delta=-pending)
                 new = await conn.fetchrow(
                     _MATCH,
                     row["order_id"],
@@ -659,6 +694,8 @@ class PaperBroker:
                     values.get("filled_quantity"),
                     values.get("average_price"),
                     values.get("exchange_timestamp"),
+                    values.get("cancelled_quantity"),
+                    values.get("status_message"),
                 )
                 if new is not None:
                     changed.append(row_to_order(new))

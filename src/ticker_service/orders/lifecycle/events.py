@@ -28,6 +28,7 @@ TASK_EVENTS = ("task_status",)
 # An order's terminal status and the event that announces it
 STATUS_EVENTS = {"COMPLETE": "order_completed", "REJECTED": "order_rejected", "CANCELLED": "order_cancelled"}
 
+
 def task_status_data(task: Mapping[Any, Any], status: str, **extra: Any) -> dict[str, Any]:
     """`task_status` with the task's id, new status and result, as the spec shows it."""
     return {

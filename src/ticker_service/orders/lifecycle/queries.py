@@ -32,10 +32,12 @@ WITH t AS (
             $10::numeric, now() + make_interval(secs => $10::float8))
     ON CONFLICT (account_id, idempotency_key) DO NOTHING
     RETURNING *
-), {append_ctes(
-    "SELECT 1 AS i, t.account_id, $11::text AS event_id, 'task_status'::text AS event, t.task_id, t.order_id, "
-    "$12::jsonb AS data FROM t"
-)}
+), {
+    append_ctes(
+        "SELECT 1 AS i, t.account_id, $11::text AS event_id, 'task_status'::text AS event, t.task_id, t.order_id, "
+        "$12::jsonb AS data FROM t"
+    )
+}
 SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify()} AS notified FROM t
 """
 BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
@@ -69,11 +71,13 @@ WITH c AS (
         lease_expires_at = now() + make_interval(secs => $2)
     FROM c WHERE t.task_id = c.task_id
     RETURNING t.*
-), {append_ctes(
-    "SELECT 1 AS i, u.account_id, $3::text AS event_id, 'task_status'::text AS event, u.task_id, u.order_id, "
-    f"{task_status_sql('u', sql_is(S.RUNNING), worker='$1::text')} AS data "
-    f"FROM u WHERE u.status = {sql_is(S.RUNNING)}"
-)}
+), {
+    append_ctes(
+        "SELECT 1 AS i, u.account_id, $3::text AS event_id, 'task_status'::text AS event, u.task_id, u.order_id, "
+        f"{task_status_sql('u', sql_is(S.RUNNING), worker='$1::text')} AS data "
+        f"FROM u WHERE u.status = {sql_is(S.RUNNING)}"
+    )
+}
 SELECT u.*, {appended_notify()} AS notified FROM u
 """
 RENEW = """
@@ -101,7 +105,7 @@ UPDATE order_tasks SET status = $2, last_error = $3, order_id = COALESCE($4, ord
     result = COALESCE($5::jsonb, result), lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
     unknown_since = NULL
 WHERE task_id = $1
-RETURNING {notify_sql(TASK_DONE_CHANNEL, 'task_id')}
+RETURNING {notify_sql(TASK_DONE_CHANNEL, "task_id")}
 """
 # Reconciliation could not reach the broker: the task stays `unknown` and is looked at again later
 STILL_UNKNOWN = """

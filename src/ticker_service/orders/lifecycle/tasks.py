@@ -124,8 +124,6 @@ class NotRetryable(Exception):
     """Only dead letters can be requeued by an operator."""
 
 
-
-
 async def retry_dead_letter(pool: asyncpg.Pool, task_id: str) -> dict[str, Any] | None:
     """Requeue a dead letter: attempts from zero and a new deadline of its original length."""
     async with pool.acquire() as conn, conn.transaction():
