@@ -1,4 +1,4 @@
-"""Task states, operations and batch roles checked by the database.
+"""Task states, operations, batch roles and batch states checked by the database.
 
 The values are written out here, as they were when this revision was made; the code renders its
 statements from `orders.lifecycle.states`, and a test compares those with these constraints.
@@ -31,6 +31,7 @@ STATUSES = (
 )
 OPERATIONS = ("place_order", "modify_order", "cancel_order")
 BATCH_ROLES = ("leg", "cancel", "square_off")
+BATCH_STATUSES = ("running", "rolling_back", "completed", "failed", "rollback_failed")
 
 
 def _in(values: Sequence[str]) -> str:
@@ -43,8 +44,10 @@ def upgrade() -> None:
     op.create_check_constraint(
         "ck_order_tasks_batch_role", "order_tasks", f"batch_role IS NULL OR batch_role IN {_in(BATCH_ROLES)}"
     )
+    op.create_check_constraint("ck_batches_status", "batches", f"status IN {_in(BATCH_STATUSES)}")
 
 
 def downgrade() -> None:
+    op.drop_constraint("ck_batches_status", "batches", type_="check")
     for name in ("ck_order_tasks_batch_role", "ck_order_tasks_operation", "ck_order_tasks_status"):
         op.drop_constraint(name, "order_tasks", type_="check")

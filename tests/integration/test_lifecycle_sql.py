@@ -16,7 +16,7 @@ import ticker_service
 from tests.conftest import SPEC_ORDER, make_client
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_data
-from ticker_service.orders.lifecycle.states import BatchRole, Operation, TaskStatus
+from ticker_service.orders.lifecycle.states import BatchRole, BatchStatus, Operation, TaskStatus
 
 SQL = re.compile(r"^\s*(WITH|SELECT|INSERT|UPDATE|DELETE)\b")
 NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")  # SQLAlchemy's :name, not a ::cast
@@ -110,13 +110,14 @@ async def test_every_statement_of_the_project_prepares_against_the_migrated_sche
 async def test_the_check_constraints_are_the_states_the_code_knows(db: asyncpg.Connection) -> None:
     rows = await db.fetch(
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
-        "WHERE conrelid = 'order_tasks'::regclass AND contype = 'c'"
+        "WHERE conrelid IN ('order_tasks'::regclass, 'batches'::regclass) AND contype = 'c'"
     )
     defs = {r["conname"]: r["def"] for r in rows}
     for name, enum in (
         ("ck_order_tasks_status", TaskStatus),
         ("ck_order_tasks_operation", Operation),
         ("ck_order_tasks_batch_role", BatchRole),
+        ("ck_batches_status", BatchStatus),
     ):
         assert set(re.findall(r"'([a-z_]+)'::text", defs[name])) == {v.value for v in enum}, name
 

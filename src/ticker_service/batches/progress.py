@@ -18,14 +18,19 @@ from ticker_service.batches.views import LEGS, SUCCESS_STATUSES, build_view, leg
 from ticker_service.brokers.base import OPEN_ORDER_STATUSES
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
-from ticker_service.orders.lifecycle.states import BatchRole, Operation, TaskStatus
+from ticker_service.orders.lifecycle.states import BATCH_FINAL, BatchRole, BatchStatus, Operation, TaskStatus
 from ticker_service.orders.lifecycle.tasks import new_broker_tag, new_task_id
 from ticker_service.outbox.event import NewEvent, new_event
 from ticker_service.outbox.writer import notify_task_done
 
-BATCH_EVENTS = ("batch_completed", "batch_failed", "batch_rollback_failed")
+BATCH_EVENTS = tuple(f"batch_{s.value}" for s in BatchStatus if s in BATCH_FINAL)
 CANCELLABLE = OPEN_ORDER_STATUSES  # a leg whose order is still working is undone by cancelling it
 _encoder = msgspec.json.Encoder()
+_ROLL_BACK = f"""
+UPDATE batches SET status = '{BatchStatus.ROLLING_BACK.value}', failed_index = $2, failure = $3, rollback = $4::jsonb,
+    updated_at = now()
+WHERE batch_id = $1
+"""
 
 
 async def _new_task(
@@ -94,7 +99,7 @@ class BatchProgress:
         if not task.get("batch_id"):
             return []
         batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1 FOR UPDATE", task["batch_id"])
-        if batch is None or batch["status"] not in ("running", "rolling_back"):
+        if batch is None or batch["status"] in BATCH_FINAL:
             return []
         index: int = task["batch_index"]
         order_status = (result or {}).get("order_status")
@@ -134,8 +139,7 @@ class BatchProgress:
             else:
                 rollback[key] = {"outcome": "not_rolled_back", "message": f"the order is {state}; nothing to undo"}
         await conn.execute(
-            "UPDATE batches SET status = 'rolling_back', failed_index = $2, failure = $3, rollback = $4::jsonb, "
-            "updated_at = now() WHERE batch_id = $1",
+            _ROLL_BACK,
             batch["batch_id"],
             index,
             failure,
@@ -230,7 +234,7 @@ class BatchProgress:
         legs = await conn.fetch(LEGS, batch_id)
         rollback: dict[str, Any] = dict(batch["rollback"])
         error: str | None
-        if batch["status"] == "rolling_back":
+        if batch["status"] == BatchStatus.ROLLING_BACK:
             undone = sum(1 for v in rollback.values() if v["outcome"] in ("cancelled", "squared_off"))
             error = (
                 f"Order {batch['failed_index']} failed: {batch['failure'].rstrip('.')}. Rolled back {undone} orders."
@@ -240,10 +244,11 @@ class BatchProgress:
                     error += f" Order {key} not rolled back: {value['message']}."
                 elif value["outcome"] == "failed":
                     error += f" Rolling back order {key} failed: {value['message']}."
-            final = "rollback_failed" if any(v["outcome"] == "failed" for v in rollback.values()) else "failed"
+            failed_undo = any(v["outcome"] == "failed" for v in rollback.values())
+            final = BatchStatus.ROLLBACK_FAILED if failed_undo else BatchStatus.FAILED
         else:
             failures = [f"Order {leg['batch_index']} failed: {leg_error(leg)}" for leg in legs if not leg_ok(leg)]
-            final = "failed" if failures else "completed"
+            final = BatchStatus.FAILED if failures else BatchStatus.COMPLETED
             error = "; ".join(failures) + "." if failures else None
         batch = await conn.fetchrow(
             "UPDATE batches SET status = $2, error = $3, completed_at = now(), updated_at = now() "
@@ -254,5 +259,5 @@ class BatchProgress:
         )
         view = build_view(batch, legs)
         await notify_task_done(conn, batch_id)
-        name = {"completed": "batch_completed", "failed": "batch_failed"}.get(final, "batch_rollback_failed")
+        name = f"batch_{final.value}"  # batch_completed, batch_failed, batch_rollback_failed
         return [new_event(name, msgspec.to_builtins(view), task_id=None, order_id=None)]

@@ -18,7 +18,7 @@ from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
 from ticker_service.batches.views import FINAL, load_view
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
-from ticker_service.orders.lifecycle.states import Operation, TaskStatus
+from ticker_service.orders.lifecycle.states import BatchStatus, Operation, TaskStatus
 from ticker_service.orders.lifecycle.tasks import IdempotencyConflict, new_broker_tag, new_task_id
 from ticker_service.orders.schemas import PlaceOrderRequest
 from ticker_service.orders.service import OrderService
@@ -29,10 +29,10 @@ from ticker_service.system.errors import FieldError
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
-_BATCH = """
+_BATCH = f"""
 INSERT INTO batches (batch_id, account_id, idempotency_key, request_hash, rollback_on_failure, rollback_mode, total,
     status)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')
+VALUES ($1, $2, $3, $4, $5, $6, $7, '{BatchStatus.RUNNING.value}')
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING batch_id
 """

@@ -9,10 +9,10 @@ import asyncpg
 
 from ticker_service.batches.schemas import BatchView, LegView
 from ticker_service.brokers.base import OPEN_ORDER_STATUSES
-from ticker_service.orders.lifecycle.states import BatchRole, TaskStatus
+from ticker_service.orders.lifecycle.states import BATCH_FINAL, BatchRole, BatchStatus, TaskStatus
 from ticker_service.timeutil import rfc3339
 
-FINAL = frozenset({"completed", "failed", "rollback_failed"})
+FINAL = BATCH_FINAL
 # A leg succeeds when the broker reports its order working or filled
 SUCCESS_STATUSES = OPEN_ORDER_STATUSES | {"COMPLETE"}
 
@@ -72,7 +72,7 @@ def build_view(batch: Mapping[str, Any], legs: Sequence[Mapping[str, Any]]) -> B
         )
     return BatchView(
         batch_id=batch["batch_id"],
-        success=batch["status"] == "completed",
+        success=batch["status"] == BatchStatus.COMPLETED,
         status=batch["status"],
         total_orders=batch["total"],
         succeeded=standing,

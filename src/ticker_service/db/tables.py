@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from ticker_service.orders.lifecycle.states import (
     CLAIMABLE,
     BatchRole,
+    BatchStatus,
     Operation,
     TaskStatus,
     sql_in,
@@ -273,7 +274,7 @@ batches = Table(
     Column("rollback_on_failure", Boolean, nullable=False),
     Column("rollback_mode", Text, nullable=False),  # cancel | square_off
     Column("total", Integer, nullable=False),
-    Column("status", Text, nullable=False),  # running | rolling_back | completed | failed | rollback_failed
+    Column("status", Text, nullable=False),
     Column("failed_index", Integer),
     Column("failure", Text),  # the failed leg's message
     Column("rollback", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # leg index -> outcome
@@ -282,4 +283,5 @@ batches = Table(
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
     Column("completed_at", TZ),
     UniqueConstraint("account_id", "idempotency_key", name="uq_batches_account_idempotency"),
+    CheckConstraint(f"status IN {sql_values(BatchStatus)}", name="ck_batches_status"),
 )

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ticker_service.brokers.base import Broker, BrokerOrder
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
-from ticker_service.orders.lifecycle.states import TaskStatus
+from ticker_service.orders.lifecycle.states import BATCH_FINAL, BatchStatus, TaskStatus, sql_values
 from ticker_service.orders.mirror import record_orders
 from ticker_service.outbox.writer import append_events
 from ticker_service.system import metrics
@@ -109,9 +109,9 @@ class CleanupSchedule:
 
 _CLEANUP = {
     "tasks": queries.CLEANUP_TASKS,
-    "batches": """
+    "batches": f"""
         DELETE FROM batches AS b
-        WHERE b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff
+        WHERE b.status IN {sql_values(s for s in BatchStatus if s in BATCH_FINAL)} AND b.completed_at < :cutoff
           AND NOT EXISTS (SELECT 1 FROM order_tasks AS t WHERE t.batch_id = b.batch_id)
     """,
     "events": "DELETE FROM outbox_events WHERE created_at < :cutoff",

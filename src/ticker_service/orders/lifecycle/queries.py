@@ -12,7 +12,18 @@ ones (intake, claim) are single statements, so a task costs few round trips.
 from __future__ import annotations
 
 from ticker_service.orders.lifecycle.events import task_status_sql
-from ticker_service.orders.lifecycle.states import CLAIMABLE, FINISHED, BatchRole, Operation, TaskStatus, sql_in, sql_is
+from ticker_service.orders.lifecycle.states import (
+    BATCH_FINAL,
+    CLAIMABLE,
+    FINISHED,
+    BatchRole,
+    BatchStatus,
+    Operation,
+    TaskStatus,
+    sql_in,
+    sql_is,
+    sql_values,
+)
 from ticker_service.outbox.channels import TASK_DONE_CHANNEL, TASKS_CHANNEL, notify_sql
 from ticker_service.outbox.writer import append_ctes, appended_notify
 
@@ -177,7 +188,7 @@ DELETE FROM order_tasks AS t
 WHERE t.status IN {sql_in(FINISHED)} AND t.updated_at < :cutoff
   AND (t.batch_id IS NULL OR EXISTS (
         SELECT 1 FROM batches AS b WHERE b.batch_id = t.batch_id
-          AND b.status IN ('completed', 'failed', 'rollback_failed') AND b.completed_at < :cutoff))
+          AND b.status IN {sql_values(s for s in BatchStatus if s in BATCH_FINAL)} AND b.completed_at < :cutoff))
 """
 
 # ---- reads for health --------------------------------------------------------------------------

@@ -38,6 +38,20 @@ class BatchRole(StrEnum):
     SQUARE_OFF = "square_off"  # rolls a filled leg back with an opposite order
 
 
+class BatchStatus(StrEnum):
+    """A batch's own state (its legs are tasks with their own)."""
+
+    RUNNING = "running"  # legs are being placed, one after another
+    ROLLING_BACK = "rolling_back"  # a leg failed; earlier legs are being undone
+    COMPLETED = "completed"
+    FAILED = "failed"  # a leg failed (rolled back, or rollback off)
+    ROLLBACK_FAILED = "rollback_failed"  # a leg failed and undoing an earlier one failed too
+
+
+BATCH_FINAL: frozenset[BatchStatus] = frozenset(
+    {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.ROLLBACK_FAILED}
+)
+
 S = TaskStatus
 
 CLAIMABLE: frozenset[TaskStatus] = frozenset({S.PENDING, S.RETRYING, S.UNKNOWN})
