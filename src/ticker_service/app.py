@@ -29,7 +29,7 @@ from ticker_service.runtime import Runtime
 from ticker_service.settings import Settings
 from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
-from ticker_service.system.access import account_guard
+from ticker_service.system.access import access_guard
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
 from ticker_service.system.errors import EXCEPTION_HANDLERS
@@ -150,10 +150,10 @@ def create_app(
             "webhook_service": Provide(provide_webhook_service, sync_to_thread=False),
             "batch_service": Provide(provide_batch_service, sync_to_thread=False),
         },
-        guards=[account_guard],  # who may act for which account: every route declares it (system/access.py)
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[request_context],
+        # who may act for which account: every route declares it, one guard checks it (system/access.py)
+        middleware=[request_context, access_guard],
         openapi_config=openapi_config("Ticker Service", __version__),
         debug=False,
         logging_config=None,

@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from tests.conftest import SPEC_ORDER, eventually, make_client
 from tests.webhook_receiver import Receiver, receivers, start_receiver
-from ticker_service.system.access import Source, account_guard, declared
+from ticker_service.system.access import Source, access_guard, declared
 from ticker_service.system.errors import EXCEPTION_HANDLERS
 
 __all__ = ["receivers"]  # the fixture
@@ -129,7 +129,7 @@ async def test_a_route_without_a_declaration_is_refused_by_the_guard() -> None:
     def undeclared() -> str:
         return "should never run"
 
-    app = Litestar([undeclared], guards=[account_guard], exception_handlers=EXCEPTION_HANDLERS)
+    app = Litestar([undeclared], middleware=[access_guard], exception_handlers=EXCEPTION_HANDLERS)
     async with AsyncTestClient(app=app) as c:
         r = await c.get("/undeclared")
         assert r.status_code == 500 and "should never run" not in r.text
