@@ -25,7 +25,7 @@ from ticker_service.orders.lifecycle.states import (
     sql_values,
 )
 from ticker_service.outbox.channels import TASK_DONE_CHANNEL, TASKS_CHANNEL, notify_sql
-from ticker_service.outbox.writer import append_one_ctes, appended_notify
+from ticker_service.outbox.writer import append_ctes, appended_notify
 
 S = TaskStatus
 _LEG = f"'{BatchRole.LEG.value}'"
@@ -44,8 +44,11 @@ WITH t AS (
     ON CONFLICT (account_id, idempotency_key) DO NOTHING
     RETURNING *
 ), {
-    append_one_ctes(
-        row="t",
+    append_ctes(
+        gate="t",
+        source="t",
+        count="1",
+        i="1",
         account="t.account_id",
         event_id="$11::text",
         event="'task_status'",
@@ -54,7 +57,7 @@ WITH t AS (
         data="$12::jsonb",
     )
 }
-SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify(one=True)} AS notified FROM t
+SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify()} AS notified FROM t
 """
 BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
 BY_ID = "SELECT * FROM order_tasks WHERE task_id = $1"
@@ -88,8 +91,11 @@ WITH c AS (
     FROM c WHERE t.task_id = c.task_id
     RETURNING t.*
 ), {
-    append_one_ctes(
-        row=f"(SELECT * FROM u WHERE u.status = {sql_is(S.RUNNING)}) AS u",
+    append_ctes(
+        gate=f"(SELECT * FROM u WHERE u.status = {sql_is(S.RUNNING)}) AS u",
+        source=f"(SELECT * FROM u WHERE u.status = {sql_is(S.RUNNING)}) AS u",
+        count="1",
+        i="1",
         account="u.account_id",
         event_id="$3::text",
         event="'task_status'",
@@ -98,7 +104,7 @@ WITH c AS (
         data=task_status_sql("u", sql_is(S.RUNNING), worker="$1::text"),
     )
 }
-SELECT u.*, {appended_notify(one=True)} AS notified FROM u
+SELECT u.*, {appended_notify()} AS notified FROM u
 """
 RENEW = """
 UPDATE order_tasks SET lease_expires_at = now() + make_interval(secs => $4)
