@@ -12,6 +12,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from ticker_service.brokers.base import (
@@ -60,6 +61,9 @@ class ScriptedBroker:
             raise BrokerAuthError(step.message or "Incorrect `api_key` or `access_token`.")
         if step.action == "refuse":
             raise BrokerRejected(step.message or "Invalid `tradingsymbol`.")
+
+    async def wait_for_turn(self, operation: str, deadline_at: datetime) -> None:
+        return None
 
     async def place_order(self, params: PlaceOrderParams) -> PlaceResult:
         self.calls.append("place")

@@ -19,8 +19,11 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticker_service import __version__
+from ticker_service.accounts.controllers import AccountsController
+from ticker_service.accounts.service import AccountsService
 from ticker_service.batches.controllers import BatchesController
 from ticker_service.batches.service import BatchService
+from ticker_service.brokers.registry import route_handlers as broker_routes
 from ticker_service.db.embedded import resolve_database_url
 from ticker_service.db.migrate import run_migrations
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
@@ -54,6 +57,11 @@ def provide_order_service(state: State) -> OrderService:
 def provide_webhook_service(state: State) -> WebhookService:
     runtime: Runtime = state.runtime
     return runtime.webhooks
+
+
+def provide_accounts_service(state: State) -> AccountsService:
+    runtime: Runtime = state.runtime
+    return runtime.accounts
 
 
 def provide_batch_service(state: State) -> BatchService:
@@ -141,7 +149,9 @@ def create_app(
             BatchesController,
             WebhooksController,
             OrderStreamController,
+            AccountsController,
             SystemController,
+            *broker_routes(),
             assets_router(),  # the API docs' scripts and styles: no CDN
         ],
         dependencies={
@@ -149,6 +159,7 @@ def create_app(
             "order_service": Provide(provide_order_service, sync_to_thread=False),
             "webhook_service": Provide(provide_webhook_service, sync_to_thread=False),
             "batch_service": Provide(provide_batch_service, sync_to_thread=False),
+            "accounts_service": Provide(provide_accounts_service, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -13,9 +13,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ticker_service.accounts.service import AccountsService
+from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
-from ticker_service.brokers.base import Broker
+from ticker_service.brokers.base import Broker, SessionBroker
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
@@ -83,6 +85,10 @@ class Runtime:
         )
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
         self.batches = BatchService(self.pool, self.orders, self.waiters)
+        self.accounts = AccountsService(
+            self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
+        )
+        self.listener.subscribe(SESSIONS_CHANNEL, self._session_changed)
         guard = UrlGuard(self.settings.webhooks.allow_private)
         self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts.brokers))
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
@@ -155,6 +161,13 @@ class Runtime:
             workers=s.execution.workers,
             accounts=sorted(self.brokers),
         )
+
+    def _session_changed(self, account_id: str) -> None:
+        """A session was stored (on any instance): the account's broker re-reads it now."""
+        targets = [self.brokers[account_id]] if account_id in self.brokers else list(self.brokers.values())
+        for broker in targets:  # an empty payload (after a listener reconnect): every account
+            if isinstance(broker, SessionBroker):
+                broker.session_changed()
 
     async def _every(self, interval: float, step: Any) -> None:
         while not self._stop.is_set():

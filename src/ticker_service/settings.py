@@ -123,6 +123,19 @@ def readable_file(name: str, raw: str) -> str:
     return raw
 
 
+def fernet_key(name: str, raw: str) -> str:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise SettingsError(
+            f"{name}: not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
+        ) from None
+    return raw
+
+
 def accounts_json(name: str, raw: str) -> dict[str, AccountConfig]:
     try:
         return parse_accounts(json.loads(raw))
@@ -175,6 +188,8 @@ class AccountsSettings(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=_default_accounts
     )
     api_keys: Annotated[dict[str, list[str]] | None, Env("TICKER_API_KEYS", api_keys_json)] = None
+    # Fernet key that encrypts stored broker tokens; unset: tokens are not stored (PUT .../session refused)
+    secret_key: Annotated[str | None, Env("TICKER_SECRET_KEY", fernet_key)] = None
     # the instruments the accounts trade (Kite's CSV format); unset: the list shipped with the package
     instruments_file: Annotated[str | None, Env("TICKER_INSTRUMENTS_FILE", readable_file)] = None
 
@@ -191,6 +206,9 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
     default_expires_in: Annotated[float, Env("TICKER_DEFAULT_EXPIRES_IN", number(1.0))] = 30.0
     reconcile_interval: Annotated[float, Env("TICKER_RECONCILE_INTERVAL", number(0.1))] = 10.0
     matcher_interval: Annotated[float, Env("TICKER_MATCHER_INTERVAL", number(0.01))] = 0.25
+    # an account's circuit breaker: network failures in a row that open it, seconds between probes
+    breaker_failures: Annotated[int, Env("TICKER_BREAKER_FAILURES", whole(1, 1000))] = 5
+    breaker_probe_seconds: Annotated[float, Env("TICKER_BREAKER_PROBE_SECONDS", number(0.1))] = 10.0
 
 
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -310,6 +328,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         for secret in _SECRET_FIELDS:
             if account.get(secret):
                 account[secret] = "***"
+    if data["accounts"].get("secret_key"):
+        data["accounts"]["secret_key"] = "***"  # noqa: S105
     if data["accounts"].get("api_keys"):
         data["accounts"]["api_keys"] = {f"{k[:4]}***": v for k, v in data["accounts"]["api_keys"].items()}
     return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]

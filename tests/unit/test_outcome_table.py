@@ -16,6 +16,7 @@ from tests.scripted_broker import ScriptedBroker
 from ticker_service.brokers.base import (
     BrokerAmbiguous,
     BrokerAuthError,
+    BrokerDeadline,
     BrokerOrder,
     BrokerRejected,
     BrokerUnavailable,
@@ -99,16 +100,22 @@ def test_a_refused_change_records_the_order_as_it_is(operation: Operation) -> No
     assert bare.result is None and bare.record_order is None
 
 
-@pytest.mark.parametrize("status", [S.PENDING, S.RETRYING])
+@pytest.mark.parametrize("status", [S.PENDING, S.RETRYING, S.RUNNING])
 def test_expired_fails_a_task_that_was_never_sent(status: TaskStatus) -> None:
     d = checked(facts(status), Outcome(K.EXPIRED, "deadline passed"))
     assert (d.status, d.error, d.failure_event) == (S.FAILED, "deadline passed", "order_failed")
 
 
-def test_a_refused_session_token_dead_letters_and_alarms() -> None:
-    d = checked(facts(), Outcome(K.AUTH, "Invalid access_token"))
-    assert d.status == S.DEAD_LETTER and d.failure_event == "order_failed" and d.alarm == "auth"
-    assert "Invalid access_token" in (d.error or "")
+def test_a_refused_session_token_waits_without_spending_the_attempt() -> None:
+    """Kite refused the token: nothing was sent; the account pauses and the task waits for a session."""
+    d = checked(facts(attempts=5), Outcome(K.AUTH, "Invalid access_token"))
+    assert d.status == S.RETRYING and d.give_back_attempt and d.failure_event is None and d.alarm == "auth"
+    assert "Invalid access_token" in (d.error or "") and d.retry_in == TIMING.backoff
+
+
+def test_no_turn_under_the_rate_limits_before_the_deadline_fails_it_never_sent() -> None:
+    d = checked(facts(S.RUNNING), Outcome(K.EXPIRED, "not sent: orders 10 per second"))
+    assert (d.status, d.failure_event) == (S.FAILED, "order_failed")
 
 
 def test_before_send_retries_after_the_backoff_while_attempts_remain() -> None:
@@ -171,6 +178,7 @@ def test_final_states_have_no_way_out_but_an_operator_requeue() -> None:
         (BrokerUnavailable("refused"), K.BEFORE_SEND),
         (BrokerAuthError("token"), K.AUTH),
         (BrokerAmbiguous("reset"), K.AMBIGUOUS),
+        (BrokerDeadline("no turn before the deadline"), K.EXPIRED),
         (TimeoutError(), K.AMBIGUOUS),
         (ValueError("a bug in a broker adapter"), K.AMBIGUOUS),
     ],
@@ -249,10 +257,10 @@ async def test_scripted_ambiguous_timeout_waits_out_the_grace_then_resends() -> 
     assert broker.book == {}
 
 
-async def test_scripted_token_expiry_dead_letters_and_nothing_reaches_the_book() -> None:
+async def test_scripted_token_expiry_waits_and_nothing_reaches_the_book() -> None:
     broker = ScriptedBroker().then("token_expired")
     d = checked(facts(), await place(broker))
-    assert d.status == S.DEAD_LETTER and d.alarm == "auth" and broker.book == {}
+    assert d.status == S.RETRYING and d.give_back_attempt and d.alarm == "auth" and broker.book == {}
 
 
 async def test_a_broker_that_cannot_be_read_keeps_the_task_unknown() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -73,6 +73,10 @@ class PlaceOrderParams(msgspec.Struct, frozen=True, kw_only=True):
     validity: str = "DAY"
     disclosed_quantity: int | None = None
     market_protection: Decimal | None = None
+    validity_ttl: int | None = None  # minutes, with validity TTL
+    iceberg_legs: int | None = None
+    iceberg_quantity: int | None = None
+    auction_number: str | None = None
     tag: str  # the service's broker tag, never the client's
 
 
@@ -124,6 +128,24 @@ class PlaceResult(msgspec.Struct, kw_only=True):
     order: BrokerOrder | None = None  # a snapshot when the broker has one at hand (paper does)
 
 
+class ChangeAck(msgspec.Struct, kw_only=True):
+    """A modification or cancellation the broker accepted without showing the order (Kite answers
+    with the id only); the executor reads the order back."""
+
+    order_id: str
+
+
+class BrokerDeadline(BrokerError):
+    """Not sent: the request could not have its turn (rate limits) before the task's deadline."""
+
+
+class BrokerSession(msgspec.Struct, kw_only=True):
+    """A broker login: the access token (never logged, never answered) and whose it is."""
+
+    access_token: str
+    user_id: str | None = None
+
+
 class Broker(Protocol):
     """What the service needs of a broker. One instance per account."""
 
@@ -131,9 +153,15 @@ class Broker(Protocol):
 
     async def place_order(self, params: PlaceOrderParams) -> PlaceResult: ...
 
-    async def modify_order(self, params: ModifyOrderParams) -> BrokerOrder: ...
+    async def wait_for_turn(self, operation: str, deadline_at: datetime) -> None:
+        """Return when a change (place, modify, cancel) may be sent without breaking the broker's rate
+        limits (across every instance); raise `BrokerDeadline` when that would be after `deadline_at`.
+        Called right before the change, outside its timeout."""
+        ...
 
-    async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder: ...
+    async def modify_order(self, params: ModifyOrderParams) -> BrokerOrder | ChangeAck: ...
+
+    async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder | ChangeAck: ...
 
     async def get_order(self, order_id: str) -> BrokerOrder: ...
 
@@ -156,3 +184,32 @@ class Broker(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SessionBroker(Protocol):
+    """A broker whose accounts log in (Kite): a daily access token, from a login or given directly."""
+
+    account_id: str
+    configured_user_id: str | None
+
+    def login_url(self, redirect_params: str) -> str:
+        """The broker's login page for this account; `redirect_params` come back to the callback."""
+        ...
+
+    async def exchange_request_token(self, request_token: str) -> BrokerSession: ...
+
+    async def verify_access_token(self, access_token: str) -> BrokerSession: ...
+
+    def session_changed(self) -> None:
+        """Another instance (or this one) stored a new session for the account."""
+        ...
+
+
+@runtime_checkable
+class LimitedBroker(Protocol):
+    """A broker with a daily order limit (Kite's 5,000 per API key), for `GET /accounts`."""
+
+    async def orders_today(self) -> tuple[int, int]:
+        """(orders sent today, the daily limit), across every instance."""
+        ...

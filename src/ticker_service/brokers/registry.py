@@ -33,11 +33,20 @@ class BrokerContext:
 
 BrokerFactory = Callable[[str, Any, BrokerContext], Broker]
 _FACTORIES: dict[str, BrokerFactory] = {}
+_ROUTES: dict[str, list[Any]] = {}  # a broker's own HTTP routes (Kite's postbacks)
 
 
-def register(broker: str, factory: BrokerFactory) -> None:
-    """Make `factory(account_id, account_config, context)` the maker of `broker` accounts."""
+def register(broker: str, factory: BrokerFactory, routes: list[Any] | None = None) -> None:
+    """Make `factory(account_id, account_config, context)` the maker of `broker` accounts; `routes`
+    are the broker's own route handlers (each declares its account access, as every route does)."""
     _FACTORIES[broker] = factory
+    _ROUTES[broker] = list(routes or [])
+
+
+def route_handlers() -> list[Any]:
+    """Every registered broker's own routes, for the application."""
+    _register_builtins()
+    return [handler for handlers in _ROUTES.values() for handler in handlers]
 
 
 def check_supported(accounts: Mapping[str, AccountConfig]) -> None:
@@ -61,3 +70,8 @@ def _register_builtins() -> None:
         from ticker_service.brokers.paper.broker import paper_broker
 
         register("paper", paper_broker)
+    if "kite" not in _FACTORIES:
+        from ticker_service.brokers.kite.broker import kite_broker
+        from ticker_service.brokers.kite.postbacks import PostbacksController
+
+        register("kite", kite_broker, [PostbacksController])

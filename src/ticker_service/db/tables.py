@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from ticker_service.accounts.states import PauseReason
 from ticker_service.orders.lifecycle.states import (
     CLAIMABLE,
     BatchRole,
@@ -284,4 +285,50 @@ batches = Table(
     Column("completed_at", TZ),
     UniqueConstraint("account_id", "idempotency_key", name="uq_batches_account_idempotency"),
     CheckConstraint(f"status IN {sql_values(BatchStatus)}", name="ck_batches_status"),
+)
+
+# ---- accounts: broker sessions, login nonces, pauses and the state of each account's feed ----
+
+broker_sessions = Table(
+    "broker_sessions",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("access_token", Text, nullable=False),
+    Column("token_digest", Text, nullable=False),
+    Column("user_id", Text),
+    Column("source", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+)
+
+login_nonces = Table(
+    "login_nonces",
+    metadata,
+    Column("nonce", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("used_at", TZ),
+)
+
+account_pauses = Table(
+    "account_pauses",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("detail", Text),
+    Column("token_digest", Text),
+    Column("since", TZ, nullable=False, server_default=func.now()),
+    Column("probe_at", TZ),
+    CheckConstraint(f"reason IN {sql_values(PauseReason)}", name="ck_account_pauses_reason"),
+)
+
+account_feeds = Table(
+    "account_feeds",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("detail", Text),
+    Column("instance_id", Text),
+    Column("reconnects", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_frame_at", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
 )

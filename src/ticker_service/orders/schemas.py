@@ -9,10 +9,10 @@ from msgspec import Meta
 
 Exchange = Literal["NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"]
 TransactionType = Literal["BUY", "SELL"]
-Product = Literal["CNC", "NRML", "MIS"]
+Product = Literal["CNC", "NRML", "MIS", "MTF"]
 OrderType = Literal["MARKET", "LIMIT", "SL", "SL-M"]
-Variety = Literal["regular", "amo"]
-Validity = Literal["DAY", "IOC"]
+Variety = Literal["regular", "amo", "co", "iceberg", "auction"]
+Validity = Literal["DAY", "IOC", "TTL"]
 
 Price = Annotated[float, Meta(ge=0, le=1e9)]
 Quantity = Annotated[int, Meta(gt=0, le=10_000_000)]
@@ -36,6 +36,10 @@ class OrderFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     trigger_price: Price | None = None
     validity: Validity = "DAY"
     disclosed_quantity: Annotated[int, Meta(ge=0)] | None = None
+    validity_ttl: Annotated[int, Meta(ge=1, le=1440)] | None = None  # minutes, with validity TTL
+    iceberg_legs: Annotated[int, Meta(ge=2, le=10)] | None = None  # with variety iceberg
+    iceberg_quantity: Quantity | None = None
+    auction_number: Annotated[str, Meta(min_length=1, max_length=20)] | None = None  # with variety auction
     tag: ClientTag | None = None
 
 

@@ -26,6 +26,7 @@ from ticker_service.brokers.base import (
 )
 from ticker_service.db.tables import orders
 from ticker_service.instruments import InstrumentBook, check_order, to_decimal
+from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.states import RESOLVED, Operation, TaskStatus
 from ticker_service.orders.lifecycle.tasks import get_task, submit_task
 from ticker_service.orders.mirror import mirror_row_to_order
@@ -37,6 +38,8 @@ from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.orders")
+
+MAX_MODIFICATIONS = 25  # Kite's limit per order (KITE.md); the next one is refused before anything is sent
 
 
 # What `GET /orders?status=` accepts: Kite's order statuses, the working ones then the final ones
@@ -52,6 +55,36 @@ def order_status_filter(value: str | None) -> str | None:
     if wanted not in ORDER_STATUSES:
         raise FieldError("status", f"unknown order status {value!r}; one of {', '.join(ORDER_STATUSES)}")
     return wanted
+
+
+def check_variety(req: PlaceOrderRequest, prefix: str = "") -> None:
+    """What Kite requires of each variety, validity and market protection, refused here as Kite would."""
+    mp = req.market_protection
+    if mp is not None and not (mp == -1 or 0 < mp <= 100):
+        raise FieldError(
+            f"{prefix}market_protection",
+            "must be -1 (automatic) or a percentage above 0 and at most 100; Kite rejects 0",
+        )
+    if (req.validity == "TTL") != (req.validity_ttl is not None):
+        raise FieldError(f"{prefix}validity_ttl", "validity_ttl (minutes) goes with validity TTL, and only with it")
+    iceberg = (req.iceberg_legs, req.iceberg_quantity)
+    if req.variety == "iceberg":
+        if None in iceberg:
+            raise FieldError(
+                f"{prefix}iceberg_legs", "an iceberg order needs iceberg_legs (2 to 10) and iceberg_quantity"
+            )
+        assert req.iceberg_legs is not None and req.iceberg_quantity is not None
+        if req.iceberg_quantity * req.iceberg_legs < req.quantity or req.iceberg_quantity > req.quantity:
+            raise FieldError(f"{prefix}iceberg_quantity", "iceberg_legs legs of iceberg_quantity must cover quantity")
+    elif iceberg != (None, None):
+        raise FieldError(f"{prefix}iceberg_legs", "iceberg_legs and iceberg_quantity go with variety iceberg only")
+    if (req.variety == "auction") != (req.auction_number is not None):
+        raise FieldError(f"{prefix}auction_number", "auction_number goes with variety auction, and only with it")
+    if req.variety == "co":
+        if req.order_type not in ("MARKET", "LIMIT"):
+            raise FieldError(f"{prefix}order_type", "a cover order is MARKET or LIMIT")
+        if req.trigger_price is None or req.trigger_price <= 0:
+            raise FieldError(f"{prefix}trigger_price", "a cover order needs its stop-loss trigger_price")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +124,19 @@ class OrderService:
         instrument = self.instruments.get(req.exchange, req.tradingsymbol)
         if instrument is None:
             raise FieldError(f"{prefix}tradingsymbol", f"unknown instrument {req.exchange}:{req.tradingsymbol}")
+        cover = req.variety == "co"  # a cover order's trigger_price is its stop-loss, whatever its type
         problems = check_order(
             instrument,
             quantity=req.quantity,
             order_type=req.order_type,
             price=to_decimal(req.price),
-            trigger_price=to_decimal(req.trigger_price),
+            trigger_price=None if cover else to_decimal(req.trigger_price),
             disclosed_quantity=req.disclosed_quantity,
             field_prefix=prefix,
         )
         if problems:
             raise FieldError(*problems[0])
+        check_variety(req, prefix)
         params = msgspec.to_builtins(req)
         params.pop("expires_in", None)
         params.pop("account_id", None)
@@ -109,7 +144,7 @@ class OrderService:
             params["market_protection"] = -1
         if req.order_type not in ("LIMIT", "SL"):
             params.pop("price", None)
-        if req.order_type not in ("SL", "SL-M"):
+        if req.order_type not in ("SL", "SL-M") and not cover:
             params.pop("trigger_price", None)
         return {k: v for k, v in params.items() if v is not None}
 
@@ -230,6 +265,12 @@ class OrderService:
         order = await self.find_order(order_id, account)
         if order["status"] not in OPEN_ORDER_STATUSES:
             raise FieldError("order_id", f"order {order_id} is {order['status']}; only open orders can be modified")
+        made = await self.pool.fetchval(queries.MODIFICATIONS, account, order_id)
+        if made >= MAX_MODIFICATIONS:
+            raise FieldError(
+                "order_id",
+                f"order {order_id} has been modified {made} times, Kite's most: cancel it and place a new order",
+            )
         instrument = self.instruments.get(order["exchange"], order["tradingsymbol"])
         if instrument is not None:
             order_type = changes.get("order_type", order["order_type"])

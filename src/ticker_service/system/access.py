@@ -46,6 +46,7 @@ class Source(StrEnum):
     PATH = "path"  # a path parameter
     ROW = "row"  # the row named by a path parameter (its account column)
     VISIBLE = "visible"  # a listing: every account the key may see, or the one a query parameter names
+    SIGNED = "signed"  # the path's account, proven by the request itself (a checksum, a one-time nonce), no key
     PUBLIC = "public"  # no account: health, metrics, documentation
 
 
@@ -60,6 +61,7 @@ class Access:
     what: str = ""  # ROW: the kind of row, for the 404 ("no task 'x'")
     fallback: str | None = None  # ROW: a query parameter naming the account when no row is found
     deferred: bool = False  # the handler calls `authorize` itself (a WebSocket, after accepting it)
+    browser: bool = False  # a page a browser opens: the key may also come as `?api_key=`
 
     @classmethod
     def body(cls, name: str = "account_id", default: str | None = DEFAULT_ACCOUNT) -> dict[str, Access]:
@@ -70,8 +72,8 @@ class Access:
         return {ACCESS: cls(Source.QUERY, name, default)}
 
     @classmethod
-    def path(cls, name: str = "account_id", *, deferred: bool = False) -> dict[str, Access]:
-        return {ACCESS: cls(Source.PATH, name, deferred=deferred)}
+    def path(cls, name: str = "account_id", *, deferred: bool = False, browser: bool = False) -> dict[str, Access]:
+        return {ACCESS: cls(Source.PATH, name, deferred=deferred, browser=browser)}
 
     @classmethod
     def row(
@@ -82,6 +84,12 @@ class Access:
     @classmethod
     def visible(cls, name: str = "account_id") -> dict[str, Access]:
         return {ACCESS: cls(Source.VISIBLE, name, None)}
+
+    @classmethod
+    def signed(cls, name: str = "account_id") -> dict[str, Access]:
+        """A request that proves itself (Kite's postback checksum, the login's one-time nonce): no API
+        key; the handler checks the proof before anything is written, and refuses with 401."""
+        return {ACCESS: cls(Source.SIGNED, name)}
 
     @classmethod
     def public(cls) -> dict[str, Access]:
@@ -208,9 +216,14 @@ async def account_guard(connection: ASGIConnection[Any, Any, Any, Any], handler:
     if access.source == Source.PUBLIC:  # no key needed, and none looked at: it acts for no account
         connection.scope[_SCOPE_KEY] = Authorized(NOBODY)  # type: ignore[literal-required]
         return
+    if access.source == Source.SIGNED:  # no key: the handler verifies the request's own proof
+        account = connection.path_params.get(access.name)
+        connection.scope[_SCOPE_KEY] = Authorized(NOBODY, account)  # type: ignore[literal-required]
+        return
     runtime = connection.app.state.runtime
     settings = runtime.settings
-    caller = resolve_caller(connection, settings.api_keys)
+    query_key = connection.query_params.get("api_key") if access.browser else None
+    caller = resolve_caller(connection, settings.api_keys, query_key)
     answer = await authorize(
         connection, access, caller=caller, accounts=settings.account_ids, pool=getattr(runtime, "pool", None)
     )

@@ -6,6 +6,7 @@ import msgspec
 
 KITE_ROOT = "https://api.kite.trade"
 KITE_TICKER_ROOT = "wss://ws.kite.trade"
+KITE_LOGIN_URL = "https://kite.zerodha.com/connect/login"
 
 
 class KiteAccount(msgspec.Struct, tag="kite", tag_field="broker", forbid_unknown_fields=True):
@@ -17,6 +18,8 @@ class KiteAccount(msgspec.Struct, tag="kite", tag_field="broker", forbid_unknown
     user_id: str | None = None  # when set, a session of any other Kite user is refused
     root: str = KITE_ROOT  # tests point the real kiteconnect client at a local fake
     ticker_root: str = KITE_TICKER_ROOT
+    login_url: str = KITE_LOGIN_URL
+    threads: int = 8  # calls in flight at once for this account (a thread pool, and as many connections)
 
     @property
     def broker(self) -> str:
@@ -25,3 +28,5 @@ class KiteAccount(msgspec.Struct, tag="kite", tag_field="broker", forbid_unknown
     def __post_init__(self) -> None:
         if not self.api_key:
             raise msgspec.ValidationError("api_key must not be empty")
+        if not 1 <= self.threads <= 64:
+            raise msgspec.ValidationError("threads must be between 1 and 64")

@@ -355,6 +355,9 @@ class PaperBroker:
 
     # ---- the Broker protocol -------------------------------------------------------------------
 
+    async def wait_for_turn(self, operation: str, deadline_at: datetime) -> None:
+        """The paper exchange has no rate limits."""
+
     async def place_order(self, params: PlaceOrderParams) -> PlaceResult:
         await self._simulate_network(mutating=True)
         instrument = self._instrument(params.exchange, params.tradingsymbol)

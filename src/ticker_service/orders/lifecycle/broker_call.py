@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +19,11 @@ import structlog
 from ticker_service.brokers.base import (
     BrokerAmbiguous,
     BrokerAuthError,
+    BrokerDeadline,
     BrokerOrder,
     BrokerRejected,
     BrokerUnavailable,
+    ChangeAck,
     ModifyOrderParams,
     OrderNotFound,
     PlaceOrderParams,
@@ -43,28 +45,26 @@ def outcome_of_error(exc: BaseException) -> Outcome:
         return Outcome(K.BEFORE_SEND, str(exc))
     if isinstance(exc, BrokerAuthError):
         return Outcome(K.AUTH, str(exc))
+    if isinstance(exc, BrokerDeadline):
+        return Outcome(K.EXPIRED, str(exc))
     if isinstance(exc, BrokerAmbiguous | TimeoutError):
         return Outcome(K.AMBIGUOUS, str(exc) or "broker call timed out")
     return Outcome(K.AMBIGUOUS, f"unexpected error: {type(exc).__name__}")
 
 
-def outcome_of_result(result: PlaceResult | BrokerOrder) -> Outcome:
+def outcome_of_result(result: PlaceResult | BrokerOrder | ChangeAck) -> Outcome:
     if isinstance(result, BrokerOrder):  # a modification or cancellation: the order as it is now
         return Outcome(K.DONE, order_id=result.order_id, order=result)
+    if isinstance(result, ChangeAck):  # ... accepted; the order is read back
+        return Outcome(K.DONE, order_id=result.order_id)
     return Outcome(K.PLACED, order_id=result.order_id, order=result.order)
 
 
-async def call_broker(
-    call: Callable[[], Awaitable[PlaceResult | BrokerOrder]],
-    *,
-    operation: str,
-    timeout: float,
-    renew_after: float,
-    renew: Callable[[], Awaitable[bool]],
-) -> Outcome:
-    """Run `call` within `timeout`, renewing the task's lease every `renew_after` seconds while it runs.
+@contextlib.asynccontextmanager
+async def keep_lease(renew_after: float, renew: Callable[[], Awaitable[bool]]) -> AsyncIterator[None]:
+    """Renew the task's lease every `renew_after` seconds while the block runs.
 
-    Most calls end long before `renew_after`, so the renewer is only started (by a timer) for calls
+    Most calls end long before `renew_after`, so the renewer is only started (by a timer) for blocks
     still running then: no task per call on the hot path.
     """
     renewer: asyncio.Task[None] | None = None
@@ -84,22 +84,47 @@ async def call_broker(
         renewer = asyncio.create_task(keep_renewing())
 
     timer = asyncio.get_running_loop().call_later(renew_after, start_renewer)
-    started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
-            result = await call()
-    except Exception as exc:
-        outcome = outcome_of_error(exc)
-        if outcome.message and outcome.message.startswith("unexpected error"):
-            log.exception("unexpected broker error; treating the outcome as unknown")
-        return outcome
+        yield
     finally:
         timer.cancel()
         if renewer is not None:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-        metrics.BROKER_CALL_SECONDS.labels(operation=operation).observe(time.perf_counter() - started)
+
+
+async def call_broker(
+    call: Callable[[], Awaitable[PlaceResult | BrokerOrder | ChangeAck]],
+    *,
+    operation: str,
+    timeout: float,
+    renew_after: float,
+    renew: Callable[[], Awaitable[bool]],
+    turn: Callable[[], Awaitable[None]] | None = None,
+) -> Outcome:
+    """Wait for the change's `turn` (rate limits), then run `call` within `timeout`; the task's
+    lease is renewed throughout. The timeout covers the call only: waiting for a turn sends nothing."""
+    async with keep_lease(renew_after, renew):
+        if turn is not None:
+            try:
+                await turn()
+            except BrokerDeadline as exc:
+                return Outcome(K.EXPIRED, str(exc))
+            except Exception as exc:  # nothing was sent: safe to try again
+                log.warning("waiting for a turn failed", error=type(exc).__name__)
+                return Outcome(K.BEFORE_SEND, f"could not take a turn under the rate limits: {type(exc).__name__}")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await call()
+        except Exception as exc:
+            outcome = outcome_of_error(exc)
+            if outcome.message and outcome.message.startswith("unexpected error"):
+                log.exception("unexpected broker error; treating the outcome as unknown")
+            return outcome
+        finally:
+            metrics.BROKER_CALL_SECONDS.labels(operation=operation).observe(time.perf_counter() - started)
     return outcome_of_result(result)
 
 
@@ -124,6 +149,10 @@ def place_params(params: dict[str, Any], broker_tag: str) -> PlaceOrderParams:
         validity=params.get("validity") or "DAY",
         disclosed_quantity=params.get("disclosed_quantity"),
         market_protection=_dec(params.get("market_protection")),
+        validity_ttl=params.get("validity_ttl"),
+        iceberg_legs=params.get("iceberg_legs"),
+        iceberg_quantity=params.get("iceberg_quantity"),
+        auction_number=params.get("auction_number"),
         tag=broker_tag,
     )
 

@@ -80,6 +80,7 @@ def order_data(order: BrokerOrder, *, task_id: str | None, client_tag: str | Non
     data["broker_tag"] = data.pop("tag", None)
     data["tag"] = client_tag
     data["task_id"] = task_id
+    data["external"] = task_id is None  # placed outside the service (Kite web or app): no task
     return data
 
 

@@ -178,6 +178,7 @@ class Executor:
                 timeout=self.settings.execution.broker_timeout,
                 renew_after=lease / 3,
                 renew=lambda: renew_lease(self.pool, task, owner, lease),
+                turn=lambda: broker.wait_for_turn(operation, task["deadline_at"]),
             )
 
         if operation == Operation.PLACE:
@@ -193,9 +194,15 @@ class Executor:
             outcome = await call(lambda: broker.cancel_order(task["order_id"], params.get("variety") or "regular"))
         else:
             outcome = Outcome(K.REJECTED, f"unknown operation {operation!r}")
-        if operation != Operation.PLACE and outcome.kind == K.REJECTED and outcome.order is None:
-            # why it was refused matters (a filled order cannot be cancelled: a batch squares it off)
-            outcome = Outcome(K.REJECTED, outcome.message, order=await self._fetch(broker, task["order_id"]))
+        if operation != Operation.PLACE and outcome.kind in (K.REJECTED, K.DONE) and outcome.order is None:
+            # accepted without the order (Kite answers with its id): read it back; refused: why it was
+            # refused matters (a filled order cannot be cancelled: a batch squares it off)
+            outcome = Outcome(
+                outcome.kind,
+                outcome.message,
+                order_id=outcome.order_id,
+                order=await self._fetch(broker, task["order_id"]),
+            )
         return outcome
 
     async def _fetch(self, broker: Broker, order_id: str) -> BrokerOrder | None:

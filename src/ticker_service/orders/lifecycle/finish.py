@@ -106,11 +106,18 @@ async def _record(
     status = decision.status
     if not decision.final:
         await conn.execute(
-            queries.SET_STATE, task_id, status, decision.error, float(decision.retry_in or 0.0), decision.unknown_since
+            queries.SET_STATE,
+            task_id,
+            status,
+            decision.error,
+            float(decision.retry_in or 0.0),
+            decision.unknown_since,
+            1 if decision.give_back_attempt else 0,
         )
         if decision.wake_workers:
             await conn.execute(queries.WAKE_WORKERS)
-        events = [task_status_event(task, status, error=decision.error, **decision.status_extra)]
+        attempts = task["attempts"] - (1 if decision.give_back_attempt else 0)
+        events = [task_status_event(task, status, error=decision.error, attempts=attempts, **decision.status_extra)]
         await append_events_and_commit(conn, account_id, events)
         return
     await conn.execute(queries.SET_FINAL, task_id, status, decision.error, decision.order_id, decision.result)

@@ -10,8 +10,8 @@ everything in between is this table, which unit tests walk row by row without a 
 | placed / done | running, unknown | completed | the order's events from the mirror (`order_placed`, ...) |
 | rejected, a placement | running, unknown | rejected | `order_rejected` |
 | rejected, a modify or cancel | running, unknown | rejected | the order's change, when it was fetched |
-| expired (claimed past its deadline) | pending, retrying | failed | `order_failed` |
-| auth (the session token was refused) | running | dead_letter | `order_failed` |
+| expired (never sent by its deadline: queue or rate limits) | pending, retrying, running | failed | `order_failed` |
+| auth (the session token was refused) | running | retrying, the attempt given back (account paused) | |
 | before_send, attempts left | running | retrying (after a backoff) | |
 | before_send, no attempts left | running | dead_letter | `order_failed` |
 | ambiguous | running | unknown (reconciled after the grace period) | |
@@ -94,6 +94,7 @@ class Decision:
     status_event_first: bool = False  # task_status before the order's events (a placement) or after
     status_extra: dict[str, Any] = field(default_factory=dict)
     wake_workers: bool = False  # claimable at once: NOTIFY the workers
+    give_back_attempt: bool = False  # the attempt did not count (the account was paused, nothing sent)
     alarm: Alarm | None = None
 
     @property
@@ -131,8 +132,13 @@ def decide(task: TaskFacts, outcome: Outcome, timing: Timing) -> Decision:
     if kind == OutcomeKind.EXPIRED:
         return _give_up(S.FAILED, message or "deadline passed; not placed")
     if kind == OutcomeKind.AUTH:
+        # not sent, and not the order's fault: it waits for a new session without spending an attempt
         return Decision(
-            S.DEAD_LETTER, f"broker refused the session: {message}", failure_event="order_failed", alarm="auth"
+            S.RETRYING,
+            f"waiting for a new broker session (the account is paused): {message}",
+            retry_in=timing.backoff,
+            give_back_attempt=True,
+            alarm="auth",
         )
     if kind == OutcomeKind.BEFORE_SEND:
         if task.attempts >= task.max_attempts:

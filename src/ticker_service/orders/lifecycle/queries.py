@@ -62,11 +62,22 @@ SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify()} AS not
 BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
 BY_ID = "SELECT * FROM order_tasks WHERE task_id = $1"
 ACCOUNT_OF_TASK = "SELECT account_id FROM order_tasks WHERE task_id = $1"
+# Modifications of an order that took effect or may still (Kite allows 25 per order)
+MODIFICATIONS = f"""
+SELECT count(*) FROM order_tasks
+WHERE account_id = $1 AND order_id = $2 AND operation = '{Operation.MODIFY.value}'
+  AND status NOT IN {sql_in({S.REJECTED, S.FAILED, S.DEAD_LETTER, S.SKIPPED})}
+"""
 
 # ---- claim -------------------------------------------------------------------------------------
 
+# A task of a paused account (token expired, breaker open: `accounts.pauses`) waits: it is not
+# claimed, unless it was never sent and its deadline passed (then the claim fails it).
+_NOT_PAUSED = f"""(NOT EXISTS (SELECT 1 FROM account_pauses AS p WHERE p.account_id = order_tasks.account_id)
+           OR (order_tasks.deadline_at <= now() AND order_tasks.status <> {sql_is(S.UNKNOWN)}))"""
 NEXT_DUE = f"""
-SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) FROM order_tasks WHERE status IN {sql_in(CLAIMABLE)}
+SELECT EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) FROM order_tasks
+WHERE status IN {sql_in(CLAIMABLE)} AND {_NOT_PAUSED}
 """
 # A claimed task starts its next attempt unless it is `unknown` (reconciled instead) or past its
 # deadline (never sent: it fails).
@@ -78,6 +89,7 @@ WITH c AS (
     SELECT task_id FROM order_tasks
     WHERE status IN {sql_in(CLAIMABLE)} AND next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND {_NOT_PAUSED}
     ORDER BY next_attempt_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -122,7 +134,7 @@ FOR UPDATE
 # A state the task leaves again: lease released, due again after $4 seconds
 SET_STATE = """
 UPDATE order_tasks SET status = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4),
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), attempts = attempts - $6,
     unknown_since = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE unknown_since END
 WHERE task_id = $1
 """
@@ -212,5 +224,5 @@ COUNT_BY_STATUS = "SELECT status, count(*) FROM order_tasks GROUP BY status"
 # The age of the oldest task due and not yet picked up: how far behind the workers are
 EXECUTOR_LAG = f"""
 SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)), 0) FROM order_tasks
-WHERE status IN {sql_in(CLAIMABLE - {S.UNKNOWN})} AND next_attempt_at <= now()
+WHERE status IN {sql_in(CLAIMABLE - {S.UNKNOWN})} AND next_attempt_at <= now() AND {_NOT_PAUSED}
 """

@@ -61,12 +61,14 @@ IN_FLIGHT: frozenset[TaskStatus] = frozenset({S.PENDING, S.RUNNING, S.RETRYING, 
 FINISHED: frozenset[TaskStatus] = RESOLVED - {S.DEAD_LETTER}
 
 # Every allowed move. A claim takes `pending`/`retrying` to `running`, or, past the deadline, to
-# `failed` (never sent); an `unknown` task is claimed without changing state and reconciled.
+# `failed` (never sent); an `unknown` task is claimed without changing state and reconciled. A task
+# of a paused account is not claimed at all (its deadline still fails it, never sent).
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.WAITING: frozenset({S.PENDING, S.SKIPPED}),
     S.PENDING: frozenset({S.RUNNING, S.FAILED}),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.REJECTED, S.RETRYING, S.UNKNOWN, S.DEAD_LETTER}),
+    # failed from running: no turn under the broker's rate limits before the deadline (never sent)
+    S.RUNNING: frozenset({S.COMPLETED, S.REJECTED, S.RETRYING, S.UNKNOWN, S.DEAD_LETTER, S.FAILED}),
     S.UNKNOWN: frozenset({S.UNKNOWN, S.COMPLETED, S.REJECTED, S.RETRYING, S.FAILED, S.DEAD_LETTER}),
     S.DEAD_LETTER: frozenset({S.PENDING}),
     S.COMPLETED: frozenset(),
