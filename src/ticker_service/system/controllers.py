@@ -11,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ticker_service import __version__
+from ticker_service.accounts import pauses
+from ticker_service.accounts.states import AccountState
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.states import IN_FLIGHT, TaskStatus
 from ticker_service.orders.lifecycle.tasks import count_by_status
@@ -46,6 +48,8 @@ class SystemController(Controller):
                     )
                 }
                 disabled = (await conn.execute(text("SELECT count(*) FROM webhooks WHERE NOT active"))).scalar_one()
+            held = await pauses.every_pause(runtime.pool)
+            feeds = {r["account_id"]: r for r in await runtime.pool.fetch("SELECT * FROM account_feeds")}
             database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
             body = {
@@ -70,6 +74,19 @@ class SystemController(Controller):
             problems.append(f"relay lag {float(lag):.1f}s")
         if unknown:
             problems.append(f"{unknown} task(s) with an unknown outcome awaiting reconciliation")
+        accounts: dict[str, Any] = {}
+        for account_id in runtime.settings.account_ids:
+            state, reason = pauses.state_of([p for p in held if p.account_id == account_id])
+            feed = feeds.get(account_id)
+            accounts[account_id] = {
+                "state": state,
+                "reason": reason,
+                "feed": None if feed is None else {"state": feed["state"], "detail": feed["detail"]},
+            }
+            if state != AccountState.ACTIVE:
+                problems.append(f"account {account_id}: {state.replace('_', ' ')}: {reason}")
+            if feed is not None and feed["state"] != "connected":
+                problems.append(f"account {account_id}: broker feed {feed['state']}")
         body = {
             "status": "degraded" if problems else "ok",
             "ticker": {
@@ -90,6 +107,7 @@ class SystemController(Controller):
                 "deliveries_dead": deliveries.get("dead", 0),
                 "endpoints_disabled": int(disabled),
             },
+            "accounts": accounts,
             "problems": problems,
             "instance_id": runtime.settings.server.instance_id,
             "version": __version__,

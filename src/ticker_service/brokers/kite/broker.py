@@ -34,9 +34,11 @@ from ticker_service.brokers.base import (
 from ticker_service.brokers.kite.client import KiteCalls, kite_kwargs
 from ticker_service.brokers.kite.config import KiteAccount
 from ticker_service.brokers.kite.errors import change_error, is_network_failure, read_error
+from ticker_service.brokers.kite.feed import ticker_orders
 from ticker_service.brokers.kite.limits import KiteTurns
 from ticker_service.brokers.kite.mapping import jsonable, latest, to_order
 from ticker_service.brokers.kite.session import AccountSession
+from ticker_service.brokers.kite.ticker import KiteTickerClient
 from ticker_service.brokers.registry import BrokerContext
 
 log = structlog.get_logger("ticker.kite")
@@ -67,6 +69,9 @@ class KiteBroker:
         )
         self.turns = KiteTurns(context.pool, config.api_key)
         self.read_timeout = settings.execution.broker_timeout
+        self.silence_timeout = settings.execution.feed_silence_seconds
+        self.instance_id = settings.server.instance_id
+        self.ticker: KiteTickerClient | None = None  # while this process follows the account
 
     # ---- calls ---------------------------------------------------------------------------------
 
@@ -184,8 +189,6 @@ class KiteBroker:
         process that follows this account."""
         probing = asyncio.create_task(self._probe_while_open())
         try:
-            from ticker_service.brokers.kite.feed import ticker_orders
-
             async for changed in ticker_orders(self):
                 yield changed
         finally:
@@ -238,6 +241,8 @@ class KiteBroker:
 
     def session_changed(self) -> None:
         self.session.nudge()
+        if self.ticker is not None:
+            self.ticker.token_changed()
 
 
 def kite_broker(account_id: str, config: KiteAccount, context: BrokerContext) -> KiteBroker:

@@ -1,0 +1,105 @@
+"""The account's Kite ticker connection as its order-update stream, and its state for `/health`.
+
+Runs in the one process that follows the account (an advisory lock, `jobs.singleton`): it owns the
+account's ticker socket (`ticker.KiteTickerClient`), turns each order message into a `BrokerOrder`
+for the mirror, and keeps the connection's state in `account_feeds`, where every instance's
+`/health` and `GET /accounts` read it. Order messages cover orders from every platform, so orders
+placed on Kite web or the app reach the order stream too (as external: no task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from ticker_service.brokers.base import BrokerOrder
+from ticker_service.brokers.kite.mapping import to_order
+from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerStatus
+from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+
+if TYPE_CHECKING:
+    from ticker_service.brokers.kite.broker import KiteBroker
+
+log = structlog.get_logger("ticker.kite")
+
+_RECORD = """
+INSERT INTO account_feeds (account_id, state, detail, instance_id, reconnects, last_frame_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, now())
+ON CONFLICT (account_id) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail,
+    instance_id = EXCLUDED.instance_id, reconnects = EXCLUDED.reconnects, last_frame_at = EXCLUDED.last_frame_at,
+    updated_at = now()
+"""
+RECORD_EVERY = 1.0  # seconds between looks at the connection's state (written when it changed, or every 10 s)
+
+
+def update_to_order(update: OrderUpdate) -> BrokerOrder | None:
+    data: dict[str, Any] = msgspec.to_builtins(update)
+    try:
+        return to_order({**data, "order_timestamp": update.order_timestamp, "exchange_timestamp": update.exchange_timestamp})
+    except (KeyError, TypeError, ValueError):
+        log.warning("ticker order message without an order's fields; skipped", order_id=update.order_id)
+        return None
+
+
+async def ticker_orders(broker: KiteBroker) -> AsyncIterator[list[BrokerOrder]]:
+    client = KiteTickerClient(
+        api_key=broker.config.api_key,
+        access_token=broker.session.token,
+        ticker_root=broker.config.ticker_root,
+        account_id=broker.account_id,
+        config=TickerConfig(silence_timeout=broker.silence_timeout),
+    )
+    broker.ticker = client
+    stop = asyncio.Event()
+    running = asyncio.create_task(client.run(stop), name=f"kite-ticker-{broker.account_id}")
+    recording = asyncio.create_task(_record_states(broker, client), name=f"kite-feed-state-{broker.account_id}")
+    try:
+        async for updates in client.order_updates():
+            orders = [o for o in (update_to_order(u) for u in updates) if o is not None]
+            if orders:
+                yield orders
+    finally:
+        stop.set()
+        broker.ticker = None
+        recording.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recording
+        await client.close()
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
+        with contextlib.suppress(Exception):
+            await _record(broker, "disconnected", "this instance stopped following the account", None)
+
+
+async def _record(broker: KiteBroker, state: str, detail: str | None, status: TickerStatus | None) -> None:
+    await broker.pool.execute(
+        _RECORD,
+        broker.account_id,
+        state,
+        detail,
+        broker.instance_id,
+        status.reconnects if status else 0,
+        status.last_frame_at if status else None,
+    )
+
+
+async def _record_states(broker: KiteBroker, client: KiteTickerClient) -> None:
+    seen: tuple[str, str | None] | None = None
+    unchanged = 0
+    while True:
+        status = client.status()
+        now = (status.state.value, status.last_error)
+        unchanged += 1
+        if now != seen or unchanged >= 10:
+            try:
+                await _record(broker, status.state.value, status.last_error, status)
+                seen, unchanged = now, 0
+            except Exception as exc:
+                log.warning("could not record the ticker's state", account_id=broker.account_id, error=str(exc))
+        await asyncio.sleep(RECORD_EVERY)
