@@ -241,7 +241,7 @@ UPDATE rate_limit_rings AS r
 SET seq = n.seq, last_at = $5, idle_after = n.idle_after,
     trimmed_at = greatest(r.trimmed_at, (SELECT max(t.at) FROM trimmed AS t WHERE t.limit_name = r.limit_name))
 FROM n
-WHERE r.api_key = $1 AND r.limit_name = n.name
+WHERE r.api_key = $1 AND r.limit_name = ANY($2::text[]) AND r.limit_name = n.name
 """
 
 _DELETE_GRANT = """
@@ -267,23 +267,31 @@ SET seq = r.seq - 1,
 WHERE r.api_key = $1 AND r.limit_name = $2
 """
 
-_PURGE_IDLE = "DELETE FROM rate_limit_rings WHERE idle_after < clock_timestamp() + make_interval(secs => $1)"
+# SKIP LOCKED: a ring in use is not idle, and waiting for it in another order than `acquire` locks
+# rings could deadlock with it.
+_PURGE_IDLE = """
+DELETE FROM rate_limit_rings WHERE (api_key, limit_name) IN (
+    SELECT api_key, limit_name FROM rate_limit_rings
+    WHERE idle_after < clock_timestamp() + make_interval(secs => $1)
+    ORDER BY api_key, limit_name
+    FOR UPDATE SKIP LOCKED
+)
+"""
 
 # Grants granted so far (reservations still in the future are not counted) since `lo`: the ring's
 # seq numbers are consecutive in time order, so two index probes give the count.
 _USED = """
-WITH now AS MATERIALIZED (SELECT clock_timestamp() + make_interval(secs => $3) AS t),
-lo AS MATERIALIZED (SELECT {lo} AS t FROM now)
+WITH now AS MATERIALIZED (SELECT clock_timestamp() + make_interval(secs => $3) AS t)
 SELECT
-    (SELECT g.seq FROM rate_limit_grants AS g, now
-     WHERE g.api_key = $1 AND g.limit_name = $2 AND g.at <= now.t
+    (SELECT g.seq FROM rate_limit_grants AS g
+     WHERE g.api_key = $1 AND g.limit_name = $2 AND g.at <= (SELECT t FROM now)
      ORDER BY g.at DESC, g.seq DESC LIMIT 1) AS last_seq,
-    (SELECT g.seq FROM rate_limit_grants AS g, lo
-     WHERE g.api_key = $1 AND g.limit_name = $2 AND g.at {op} lo.t
+    (SELECT g.seq FROM rate_limit_grants AS g
+     WHERE g.api_key = $1 AND g.limit_name = $2 AND g.at {op} (SELECT {lo} FROM now)
      ORDER BY g.at, g.seq LIMIT 1) AS first_seq
 """
-_USED_SLIDING = _USED.format(lo="now.t - make_interval(secs => $4)", op=">")
-_USED_DAY = _USED.format(lo="date_trunc('day', now.t, $4)", op=">=")
+_USED_SLIDING = _USED.format(lo="t - make_interval(secs => $4)", op=">")
+_USED_DAY = _USED.format(lo="date_trunc('day', t, $4)", op=">=")
 
 
 @dataclass(frozen=True, slots=True)
