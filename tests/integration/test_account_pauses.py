@@ -31,11 +31,15 @@ async def test_a_paused_accounts_orders_wait_then_flow_on_resume(database_url: s
         assert health["status"] == "degraded" and health["accounts"]["primary"]["state"] == "token_expired"
         assert any("primary" in p and "token expired" in p for p in health["problems"])
         assert await pauses.resume(pool, "primary", PauseReason.TOKEN_EXPIRED)
-        await eventually(lambda: db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id))
+        await eventually(
+            lambda: db.fetchval("SELECT status = 'completed' FROM order_tasks WHERE task_id = $1", task_id)
+        )
         assert await db.fetchval("SELECT attempts FROM order_tasks WHERE task_id = $1", task_id) == 1
 
 
-async def test_a_paused_accounts_order_past_its_deadline_fails_unsent(database_url: str, db: asyncpg.Connection) -> None:
+async def test_a_paused_accounts_order_past_its_deadline_fails_unsent(
+    database_url: str, db: asyncpg.Connection
+) -> None:
     async with make_client(database_url) as c:
         pool = c.app.state.runtime.pool
         await pauses.pause(pool, "primary", PauseReason.BREAKER_OPEN, "5 network failures in a row", probe_in=60)
@@ -43,7 +47,9 @@ async def test_a_paused_accounts_order_past_its_deadline_fails_unsent(database_u
         task_id = r.json()["task_id"]
         await eventually(lambda: db.fetchval("SELECT status = 'failed' FROM order_tasks WHERE task_id = $1", task_id))
         assert await db.fetchval("SELECT count(*) FROM paper_orders") == 0
-        failed = await db.fetchval("SELECT count(*) FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'", task_id)
+        failed = await db.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE task_id = $1 AND event = 'order_failed'", task_id
+        )
         assert failed == 1
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -331,4 +332,34 @@ account_feeds = Table(
     Column("reconnects", BigInteger, nullable=False, server_default=text("0")),
     Column("last_frame_at", TZ),
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
+)
+
+# ---- rate limits per API key (brokers/limits.py): one ring per (key, limit), its recent grants ----
+
+rate_limit_rings = Table(
+    "rate_limit_rings",
+    metadata,
+    Column("api_key", Text, primary_key=True),
+    Column("limit_name", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False, server_default=text("0")),  # grants made, cancelled ones taken back
+    Column("last_at", TZ),  # the latest grant, a reservation in the future included
+    Column("trimmed_at", TZ),  # the latest grant trimmed away: a safe stand-in for any grant no longer kept
+    Column("idle_after", TZ),  # from then on no grant of this ring bounds a new one
+    Index("ix_rate_limit_rings_idle", "idle_after"),
+)
+
+rate_limit_grants = Table(
+    "rate_limit_grants",
+    metadata,
+    Column("api_key", Text, primary_key=True),
+    Column("limit_name", Text, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),  # 1, 2, 3, ... in time order within the ring
+    Column("at", TZ, nullable=False),  # the database's clock: when the request may go
+    ForeignKeyConstraint(
+        ["api_key", "limit_name"],
+        ["rate_limit_rings.api_key", "rate_limit_rings.limit_name"],
+        name="fk_rate_limit_grants_ring",
+        ondelete="CASCADE",
+    ),
+    Index("ix_rate_limit_grants_at", "api_key", "limit_name", "at", "seq"),
 )

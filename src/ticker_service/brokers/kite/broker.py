@@ -113,6 +113,9 @@ class KiteBroker:
     async def wait_for_turn(self, operation: str, deadline_at: datetime) -> None:
         await self.turns.change(operation, deadline_at)
 
+    async def orders_today(self) -> tuple[int, int]:
+        return await self.turns.orders_today()
+
     async def place_order(self, params: PlaceOrderParams) -> PlaceResult:
         kwargs = kite_kwargs(
             variety=params.variety,

@@ -40,7 +40,9 @@ RECORD_EVERY = 1.0  # seconds between looks at the connection's state (written w
 def update_to_order(update: OrderUpdate) -> BrokerOrder | None:
     data: dict[str, Any] = msgspec.to_builtins(update)
     try:
-        return to_order({**data, "order_timestamp": update.order_timestamp, "exchange_timestamp": update.exchange_timestamp})
+        return to_order(
+            {**data, "order_timestamp": update.order_timestamp, "exchange_timestamp": update.exchange_timestamp}
+        )
     except (KeyError, TypeError, ValueError):
         log.warning("ticker order message without an order's fields; skipped", order_id=update.order_id)
         return None
