@@ -40,6 +40,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/orders/{order_id:str}"): {"price": 500},
     ("POST", "/advanced/batch-orders"): {"account_id": BRAVO, "orders": [RESTING]},
     ("POST", "/advanced/webhooks"): {"account_id": BRAVO, "url": "http://127.0.0.1:9/x", "events": ["order_placed"]},
+    ("PUT", "/accounts/{account_id:str}/session"): {"access_token": "a-token-of-bravo"},
+    ("POST", "/postbacks/kite/{account_id:str}"): {"order_id": "1", "order_timestamp": "2026-11-29 10:00:00"},
 }
 
 
@@ -155,6 +157,8 @@ async def test_another_accounts_key_changes_nothing_and_learns_nothing_on_any_ro
                 r = await c.request(method, path, params=query, json=body, headers=as_alpha())
                 if access.source == Source.PUBLIC:
                     assert method == "GET", f"{method} {template} acts for nobody? declare its account"
+                elif access.source == Source.SIGNED:  # no key: the request's own proof is missing here
+                    assert r.status_code == 401 and BRAVO not in r.text, (method, path, r.status_code, r.text)
                 elif access.source == Source.VISIBLE and not query:
                     assert r.status_code == 200, (method, path, r.text)  # a listing: of alpha's things only
                     assert all(value not in r.text for value in ids.values()), (method, path, r.text)

@@ -4,8 +4,10 @@ stored tokens are encrypted; the login nonce is single use. Real PostgreSQL, the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import SPEC_ORDER, eventually, make_client
@@ -16,9 +18,18 @@ from ticker_service.db.engine import asyncpg_dsn
 from ticker_service.db.pool import create_pool
 
 
-async def test_a_paused_accounts_orders_wait_then_flow_on_resume(database_url: str, db: asyncpg.Connection) -> None:
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The test's own pool (the app's lives on the test client's loop)."""
+    made = await create_pool(asyncpg_dsn(database_url), 2)
+    yield made
+    await made.close()
+
+
+async def test_a_paused_accounts_orders_wait_then_flow_on_resume(
+    database_url: str, db: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
     async with make_client(database_url, {"primary": {}, "other": {}}) as c:
-        pool = c.app.state.runtime.pool
         await pauses.pause(pool, "primary", PauseReason.TOKEN_EXPIRED, "Kite refused the access token")
         waiting = await c.post("/orders/place?wait=0", json=SPEC_ORDER | {"expires_in": 60})
         other = await c.post("/orders/place?wait=5", json=SPEC_ORDER | {"account_id": "other"})
@@ -38,10 +49,9 @@ async def test_a_paused_accounts_orders_wait_then_flow_on_resume(database_url: s
 
 
 async def test_a_paused_accounts_order_past_its_deadline_fails_unsent(
-    database_url: str, db: asyncpg.Connection
+    database_url: str, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
     async with make_client(database_url) as c:
-        pool = c.app.state.runtime.pool
         await pauses.pause(pool, "primary", PauseReason.BREAKER_OPEN, "5 network failures in a row", probe_in=60)
         r = await c.post("/orders/place?wait=0", json=SPEC_ORDER | {"expires_in": 1})
         task_id = r.json()["task_id"]
