@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
     p.add_argument("--request-token-ttl", type=float, default=300.0)
     p.add_argument("--enforce-rate-limits", action="store_true", help="answer 429 beyond Kite's per-key limits")
+    p.add_argument("--max-logged-requests", type=int, default=100_000, help="the request log keeps the most recent N")
     return p.parse_args(argv)
 
 
@@ -45,6 +46,7 @@ async def serve(args: argparse.Namespace) -> None:
         heartbeat_interval=args.heartbeat_interval,
         request_token_ttl=args.request_token_ttl,
         enforce_rate_limits=args.enforce_rate_limits,
+        max_logged_requests=args.max_logged_requests,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

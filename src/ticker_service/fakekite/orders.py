@@ -238,6 +238,7 @@ class OrderBook:
         self.push_on_placement = push_on_placement
         self.orders: dict[str, Order] = {}
         self.trades: list[Trade] = []
+        self._resting: dict[int, dict[str, Order]] = {}  # by instrument: what a price move can fill
         self._ids = _Ids()
 
     # lookups
@@ -257,6 +258,11 @@ class OrderBook:
     def _set(self, order: Order, status: str, push: str | None = None) -> None:
         now = now_ist()
         order.status = status
+        resting = self._resting.setdefault(order.instrument.instrument_token, {})
+        if status in ("OPEN", "TRIGGER PENDING"):
+            resting[order.order_id] = order
+        else:
+            resting.pop(order.order_id, None)
         if order.exchange_order_id is not None:
             order.exchange_update_timestamp = now
         order.history.append(order.to_json())
@@ -413,8 +419,8 @@ class OrderBook:
 
     def reprice(self, token: int) -> None:
         """The price of `token` moved: resting orders it crosses trigger or fill."""
-        for order in list(self.orders.values()):
-            if order.instrument.instrument_token == token and order.status in ("OPEN", "TRIGGER PENDING"):
+        for order in list(self._resting.get(token, {}).values()):
+            if order.status in ("OPEN", "TRIGGER PENDING"):
                 self._match(order, at_placement=False)
 
     # matching

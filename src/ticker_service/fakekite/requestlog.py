@@ -7,6 +7,7 @@ monotonic clock (comparable across processes of one Linux host) and the wall clo
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,8 +42,11 @@ class RecordedRequest:
 
 
 class RequestLog:
-    def __init__(self) -> None:
-        self.records: list[RecordedRequest] = []
+    """The most recent `limit` requests (all of them with None), so a long benchmark keeps bounded memory."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.records: deque[RecordedRequest] = deque(maxlen=limit)
+        self._seq = 0
 
     def add(
         self,
@@ -54,8 +58,9 @@ class RequestLog:
         headers: Mapping[str, str],
         remote: str | None,
     ) -> RecordedRequest:
+        self._seq += 1
         record = RecordedRequest(
-            seq=len(self.records) + 1,
+            seq=self._seq,
             method=method,
             path=path,
             route=route,

@@ -73,6 +73,7 @@ class FakeKite:
         enforce_rate_limits: bool = False,
         push_on_placement: bool = True,
         app_id: int = 1234,
+        max_logged_requests: int | None = 100_000,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -89,7 +90,7 @@ class FakeKite:
         self.opening_balance.update(opening_balance or {})
         self.allowed_ips: frozenset[str] | None = None
 
-        self.log = RequestLog()
+        self.log = RequestLog(max_logged_requests)
         self.faults = Faults()
         self.limiter = RateLimiter()
         self.instruments = InstrumentTable(BUILTIN_INSTRUMENTS if instruments is None else instruments)
@@ -187,7 +188,10 @@ class FakeKite:
             self._site = None
         if self._runner is not None and self._runner.server is not None:
             for handler in self._runner.server.connections:
-                handler.close()
+                # an idle keep-alive connection is cut now; one busy with a request (a ticker socket, a held
+                # answer) is left to finish. aiohttp exposes no public flag for "busy".
+                if not getattr(handler, "_request_in_progress", True):
+                    handler.force_close()
 
     async def start_listening(self) -> None:
         """Listen again, on the same port."""
@@ -333,8 +337,9 @@ class FakeKite:
             "order_type": order_type,
             "product": product,
             "validity": validity,
-            "market_protection": "-1",
         }
+        if order_type in ("MARKET", "SL-M"):
+            form["market_protection"] = "-1"  # Kite's own apps protect market orders automatically
         if price is not None:
             form["price"] = str(price)
         if trigger_price is not None:

@@ -94,13 +94,14 @@ class TickerHub:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """The socket's life after a successful handshake."""
         ws = web.WebSocketResponse(autoping=True, heartbeat=None)
-        await ws.prepare(request)
         conn = TickerConnection(ws, request.query.get("access_token", ""), request.transport)
-        self.connections.append(conn)
-        self.stats.connections_total += 1
-        loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(self._write(conn)), loop.create_task(self._heartbeat(conn))]
+        self.connections.append(conn)  # before the first await: the cap holds for concurrent handshakes
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await ws.prepare(request)
+            self.stats.connections_total += 1
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(self._write(conn)), loop.create_task(self._heartbeat(conn))]
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_control(conn, msg.data)
