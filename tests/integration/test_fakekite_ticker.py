@@ -185,6 +185,7 @@ async def test_silence_stops_every_frame_while_the_socket_stays_open(fake_kite: 
         assert any(m.type == aiohttp.WSMsgType.BINARY and len(m.data) == 1 for m in heard)  # heartbeats
         assert any(m.type == aiohttp.WSMsgType.BINARY and len(m.data) > 1 for m in heard)  # the snapshot
         fake_kite.ticker_silence(True)
+        await frames(ws, 0.3)  # whatever was already on the wire when silence began
         fake_kite.set_price("NSE", "INFY", 1400)
         fake_kite.place_external("NSE", "INFY", "BUY", 1)
         assert await frames(ws, window) == []  # the same window that held heartbeats before holds nothing
