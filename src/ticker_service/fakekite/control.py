@@ -2,7 +2,23 @@
 
 Bodies and answers are JSON; answers use Kite's envelope (`{"status": "success", "data": ...}`), and a
 bad control request answers 400 with the reason. Nothing here is checked for a session: the fake
-listens on loopback for tests.
+listens on loopback for tests. Parameters are those of the `FakeKite` method of the same name:
+
+    POST /_fake/latency {"ms", "route"}             POST /_fake/lose {"n", "route", "how", "hold_seconds"}
+    POST /_fake/drop {"n", "route"}                 POST /_fake/rate_limit {"n", "route"}
+    POST /_fake/fail {"n", "error_type", "message", "http_status", "route"}
+    POST /_fake/reject {"n", "message", "raw"}      POST /_fake/allowed_ips {"ips": [...] | null}
+    POST /_fake/expire_token {"access_token"?}      POST /_fake/session -> {"access_token"}
+    POST /_fake/login -> {"request_token"}          POST /_fake/outage {"seconds"}  (stop listening, then resume)
+    POST /_fake/price {"exchange", "tradingsymbol", "price", "hold"}   POST /_fake/advance
+    POST /_fake/tick_interval {"seconds" | null}    POST /_fake/fill {"order_id", "price", "quantity"}
+    POST /_fake/cancel_by_exchange {"order_id", "message"}
+    POST /_fake/external_order {"exchange", "tradingsymbol", "transaction_type", "quantity", ...}
+    POST /_fake/ticker/silence {"on"}               POST /_fake/ticker/disconnect_all {"abort"}
+    POST /_fake/ticker/error {"message"}            POST /_fake/postbacks/corrupt_checksum {"n"}
+    POST /_fake/clear                               (every switch off)
+    GET  /_fake/requests?route=&since=              DELETE /_fake/requests
+    GET  /_fake/ticker/stats    GET /_fake/postbacks    GET /_fake/switches
 """
 
 from __future__ import annotations

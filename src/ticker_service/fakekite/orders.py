@@ -31,7 +31,13 @@ from ticker_service.fakekite.validation import (
 FINAL_STATUSES = ("COMPLETE", "CANCELLED", "REJECTED")
 RESTING_STATUSES = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED")
 MAX_MODIFICATIONS_PER_ORDER = 25  # KITE.md: the 26th is refused
-UPDATE = "UPDATE"
+
+
+class Pushed:
+    """A status Kite pushes (postbacks, ticker order messages) that no order book shows."""
+
+    UPDATE = "UPDATE"  # a modification or a partial fill
+
 
 ChangeListener = Callable[["Order", str], None]
 
@@ -378,7 +384,7 @@ class OrderBook:
             resting = "TRIGGER PENDING"
         else:
             resting = "OPEN"
-        self._set(order, resting, UPDATE)
+        self._set(order, resting, Pushed.UPDATE)
         if resting != "AMO REQ RECEIVED":
             self._match(order, at_placement=True)
         return order
@@ -459,7 +465,7 @@ class OrderBook:
         order.filled_quantity += quantity
         order.filled_value += price * quantity
         if order.filled_quantity < order.quantity:
-            self._set(order, "OPEN", UPDATE)
+            self._set(order, "OPEN", Pushed.UPDATE)
             return
         self._set(order, "COMPLETE", "COMPLETE")
         if order.variety == "co" and order.parent_order_id is None:
