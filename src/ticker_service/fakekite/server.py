@@ -186,12 +186,21 @@ class FakeKite:
         if self._site is not None:
             await self._site.stop()
             self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for handler in self._runner.server.connections:
-                # an idle keep-alive connection is cut now; one busy with a request (a ticker socket, a held
-                # answer) is left to finish. aiohttp exposes no public flag for "busy".
-                if not getattr(handler, "_request_in_progress", True):
-                    handler.force_close()
+        if self._runner is None or self._runner.server is None:
+            return
+        closing = []
+        for handler in self._runner.server.connections:
+            # an idle keep-alive connection is cut now; one busy with a request (a ticker socket, a held
+            # answer) is left to finish. aiohttp exposes no public flag for "busy".
+            if not getattr(handler, "_request_in_progress", True) and handler.transport is not None:
+                closing.append(handler.transport.get_extra_info("socket"))
+                handler.force_close()
+        # the transport closes its socket on a later turn of the loop: return only once it has, or a
+        # client could still send on the old connection and get a reset instead of a refusal
+        for _ in range(1000):
+            if all(sock is None or sock.fileno() == -1 for sock in closing):
+                break
+            await asyncio.sleep(0)
 
     async def start_listening(self) -> None:
         """Listen again, on the same port."""
