@@ -47,7 +47,9 @@ def _level(instrument: FakeInstrument, moment: datetime) -> float:
     return base * (1 + wave + jitter)
 
 
-def _candle(instrument: FakeInstrument, start: datetime, end: datetime, oi: bool) -> list[Any]:
+def _candle(
+    instrument: FakeInstrument, start: datetime, end: datetime, oi: bool, label: datetime | None = None
+) -> list[Any]:
     tick = instrument.price_step
     o = _level(instrument, start)
     c = _level(instrument, end)
@@ -57,7 +59,7 @@ def _candle(instrument: FakeInstrument, start: datetime, end: datetime, oi: bool
     values = [float(round_to_tick(Decimal(str(v)), tick)) for v in (o, h, lo, c)]
     minutes = max(1, int((end - start).total_seconds() // 60))
     volume = 0 if instrument.is_index else int(minutes * (200 + 5000 * _noise(instrument.instrument_token, start, "v")))
-    candle: list[Any] = [candle_timestamp(start), *values, volume]
+    candle: list[Any] = [candle_timestamp(label or start), *values, volume]
     if oi:
         candle.append(
             int(1_000_000 + 50_000 * _noise(instrument.instrument_token, start, "oi"))
@@ -84,8 +86,7 @@ def candles(instrument: FakeInstrument, interval: str, start: datetime, end: dat
                 if start <= day:
                     session_open = day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
                     session_close = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
-                    out.append(_candle(instrument, session_open, session_close, oi))
-                    out[-1][0] = candle_timestamp(day)
+                    out.append(_candle(instrument, session_open, session_close, oi, label=day))
             else:
                 moment = day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
                 close = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)

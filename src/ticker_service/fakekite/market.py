@@ -8,7 +8,6 @@ sets is held (no automatic moves) until released, so an order test is never race
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -228,9 +227,6 @@ class Market:
 
     def ohlc_json(self, token: int) -> dict[str, Any]:
         return {"instrument_token": token, "last_price": float(self.price(token)), "ohlc": self.ohlc(token)}
-
-    def tokens(self) -> Iterable[int]:
-        return self._states.keys()
 
 
 def _padded(levels: tuple[DepthLevel, ...]) -> list[DepthLevel]:

@@ -21,7 +21,9 @@ from ticker_service.fakekite.instruments import FakeInstrument
 from ticker_service.fakekite.market import Market
 from ticker_service.fakekite.timefmt import kite_clock, kite_timestamp, now_ist
 from ticker_service.fakekite.validation import (
+    PRICED_TYPES,
     PROTECTED_TYPES,
+    TRIGGERED_TYPES,
     ModifyRequest,
     PlaceRequest,
     check_market_protection,
@@ -170,43 +172,14 @@ class Order:
         return data
 
     def push_json(self, status: str, *, user_id: str, app_id: int, checksum: str) -> dict[str, Any]:
-        """As a postback carries it (`postback.json`); the ticker's order messages carry the same."""
-        return {
-            "user_id": user_id,
-            "unfilled_quantity": 0 if status == "COMPLETE" else self.quantity - self.filled_quantity,
-            "app_id": app_id,
-            "checksum": checksum,
-            "placed_by": self.placed_by,
-            "order_id": self.order_id,
-            "exchange_order_id": self.exchange_order_id,
-            "parent_order_id": self.parent_order_id,
-            "status": status,
-            "status_message": self.status_message,
-            "status_message_raw": self.status_message_raw,
-            "order_timestamp": kite_timestamp(self.order_timestamp),
-            "exchange_update_timestamp": kite_timestamp(self.exchange_update_timestamp),
-            "exchange_timestamp": kite_timestamp(self.exchange_timestamp),
-            "variety": self.variety,
-            "exchange": self.instrument.exchange,
-            "tradingsymbol": self.instrument.tradingsymbol,
-            "instrument_token": self.instrument.instrument_token,
-            "order_type": self.order_type,
-            "transaction_type": self.transaction_type,
-            "validity": self.validity,
-            "product": self.product,
-            "quantity": self.quantity,
-            "disclosed_quantity": self.disclosed_quantity,
-            "price": float(self.price),
-            "trigger_price": float(self.trigger_price),
-            "average_price": float(self.average_price),
-            "filled_quantity": self.filled_quantity,
-            "pending_quantity": self.pending_quantity,
-            "cancelled_quantity": self.cancelled_quantity,
-            "market_protection": float(self.market_protection),
-            "meta": dict(self.meta),
-            "tag": self.tag,
-            "guid": self.guid,
-        }
+        """As a postback carries it (`postback.json`): the book's fields less those only the book shows,
+        plus who and which app, the unfilled quantity and the checksum. The ticker's messages carry the same."""
+        data = self.to_json()
+        for only_in_book in ("account_id", "modified", "validity_ttl", "auction_number", "tags"):
+            data.pop(only_in_book, None)
+        unfilled = 0 if status == "COMPLETE" else self.quantity - self.filled_quantity
+        head = {"user_id": user_id, "unfilled_quantity": unfilled, "app_id": app_id, "checksum": checksum}
+        return {**head, **data, "status": status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,14 +307,11 @@ class OrderBook:
             return
         self._set(order, "OPEN PENDING")
         self._open_on_exchange(order)
-        resting = "TRIGGER PENDING" if order.order_type in ("SL", "SL-M") else "OPEN"
+        resting = "TRIGGER PENDING" if order.order_type in TRIGGERED_TYPES else "OPEN"
         self._set(order, resting, resting if self.push_on_placement else None)
         self._match(order, at_placement=True)
         if order.validity == "IOC" and order.status == "OPEN":
             self.cancel(order.order_id, by_exchange=True, message="IOC order could not be executed immediately.")
-
-    def place_external(self, req: PlaceRequest) -> Order:
-        return self.place(req, via_api=False)
 
     def modify(self, order_id: str, req: ModifyRequest) -> Order:
         order = self.get(order_id)
@@ -356,9 +326,9 @@ class OrderBook:
             protection = check_market_protection(order_type, req.market_protection)
         else:
             protection = order.market_protection
-        if order_type not in ("LIMIT", "SL"):
+        if order_type not in PRICED_TYPES:
             price = Decimal(0)
-        if order_type not in ("SL", "SL-M"):
+        if order_type not in TRIGGERED_TYPES:
             trigger = Decimal(0)
         check_modified_prices(order_type, price, trigger, order.instrument)
         quantity = req.quantity if req.quantity is not None else order.quantity
@@ -380,7 +350,9 @@ class OrderBook:
         self._set(order, "MODIFIED")
         if before_status == "AMO REQ RECEIVED":
             resting = before_status
-        elif order_type in ("SL", "SL-M") and (before_status == "TRIGGER PENDING" or before_type not in ("SL", "SL-M")):
+        elif order_type in TRIGGERED_TYPES and (
+            before_status == "TRIGGER PENDING" or before_type not in TRIGGERED_TYPES
+        ):
             resting = "TRIGGER PENDING"
         else:
             resting = "OPEN"
@@ -417,7 +389,7 @@ class OrderBook:
         if price is None:
             price = (
                 order.price
-                if order.order_type in ("LIMIT", "SL")
+                if order.order_type in PRICED_TYPES
                 else self.market.price(order.instrument.instrument_token)
             )
         self._execute(order, price, quantity)

@@ -33,6 +33,7 @@ from ticker_service.fakekite.historical import candles
 from ticker_service.fakekite.instruments import render_csv
 from ticker_service.fakekite.orders import Rejection
 from ticker_service.fakekite.portfolio import holdings, margins, positions
+from ticker_service.fakekite.ratelimits import ORDER_ROUTES
 from ticker_service.fakekite.sessions import Session
 from ticker_service.fakekite.timefmt import parse_kite_datetime
 from ticker_service.fakekite.validation import VARIETIES, parse_modify, parse_place
@@ -40,14 +41,11 @@ from ticker_service.fakekite.validation import VARIETIES, parse_modify, parse_pl
 if TYPE_CHECKING:
     from ticker_service.fakekite.server import FakeKite
 
-ORDER_ROUTES = ("order.place", "order.modify", "order.cancel")
-
 
 @dataclass
 class Call:
     request: web.Request
     form: dict[str, str]
-    record: log.RecordedRequest
     session: Session | None
 
 
@@ -137,7 +135,7 @@ class RestApi:
                 error = KiteError(forced.params["error_type"], forced.params["message"], forced.params["http_status"])
                 response, outcome = failure(error), log.FAILED
             else:
-                response = await self._execute(route, endpoint, Call(request, form, record, None), auth=auth)
+                response = await self._execute(route, endpoint, Call(request, form, None), auth=auth)
             delay = fake.faults.latency(route)
             if delay:
                 await asyncio.sleep(delay)

@@ -353,7 +353,7 @@ class FakeKite:
             form["price"] = str(price)
         if trigger_price is not None:
             form["trigger_price"] = str(trigger_price)
-        return self.book.place_external(parse_place(variety, form, self.instruments)).order_id
+        return self.book.place(parse_place(variety, form, self.instruments), via_api=False).order_id
 
     # switches
 

@@ -111,10 +111,6 @@ class Sessions:
                 ended += 1
         return ended
 
-    @property
-    def active_tokens(self) -> list[str]:
-        return [t for t, s in self._sessions.items() if s.active]
-
     def session_json(self, session: Session) -> dict[str, Any]:
         """The session as `generate_session` returns it (`generate_session.json`)."""
         return {

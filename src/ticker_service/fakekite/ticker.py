@@ -46,10 +46,9 @@ class TickerStats:
 
 
 class TickerConnection:
-    def __init__(self, ws: web.WebSocketResponse, access_token: str, transport: asyncio.BaseTransport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
         self.ws = ws
         self.transport = transport
-        self.access_token = access_token
         self.subscriptions: dict[int, str] = {}
         self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue()
 
@@ -94,7 +93,7 @@ class TickerHub:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """The socket's life after a successful handshake."""
         ws = web.WebSocketResponse(autoping=True, heartbeat=None)
-        conn = TickerConnection(ws, request.query.get("access_token", ""), request.transport)
+        conn = TickerConnection(ws, request.transport)
         self.connections.append(conn)  # before the first await: the cap holds for concurrent handshakes
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -171,8 +170,8 @@ class TickerHub:
     def _known(self, value: Any) -> list[int]:
         if not isinstance(value, list):
             return []
-        known = set(self.market.tokens())
-        return [int(t) for t in value if isinstance(t, int) and t in known]
+        table = self.market.instruments
+        return [t for t in value if isinstance(t, int) and table.by_token(t) is not None]
 
     def _send_ticks(self, conn: TickerConnection, tokens: Iterable[int]) -> None:
         packets = [pack_packet(self.market.tick(t, conn.subscriptions[t])) for t in tokens]
