@@ -94,6 +94,12 @@ class Runtime:
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())
+        for broker in self.brokers.values():  # a Kite account without a token shows as not logged in at once
+            if isinstance(broker, SessionBroker):
+                try:
+                    await broker.refresh_session()
+                except Exception:
+                    log.exception("could not read a broker session at start-up", account_id=broker.account_id)
         await self.stream.start()
         await self.listener.start()
         await self.executor.start()

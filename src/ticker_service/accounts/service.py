@@ -52,6 +52,10 @@ class AccountsService:
 
     async def views(self, account_ids: list[str]) -> list[AccountView]:
         known = [a for a in account_ids if a in self.brokers]
+        for account_id in known:
+            broker = self.brokers[account_id]
+            if isinstance(broker, SessionBroker):
+                await broker.refresh_session()  # its pauses (not logged in, token refused) are current
         feeds = {r["account_id"]: r for r in await self.pool.fetch(_FEEDS, known)}
         every = await pauses.every_pause(self.pool)
         views = []

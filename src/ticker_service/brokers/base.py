@@ -205,6 +205,10 @@ class SessionBroker(Protocol):
         """Another instance (or this one) stored a new session for the account."""
         ...
 
+    async def refresh_session(self) -> None:
+        """Read the account's session now (at start-up, and before its state is shown)."""
+        ...
+
 
 @runtime_checkable
 class LimitedBroker(Protocol):

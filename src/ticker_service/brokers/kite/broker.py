@@ -49,6 +49,14 @@ def _price(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _protection(value: Any) -> int | float | None:
+    """Kite takes -1 (automatic) or a percentage; sent as `-1`, not `-1.0`."""
+    if value is None:
+        return None
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
 class KiteBroker:
     def __init__(self, account_id: str, config: KiteAccount, context: BrokerContext) -> None:
         settings = context.settings
@@ -133,7 +141,7 @@ class KiteBroker:
             iceberg_legs=params.iceberg_legs,
             iceberg_quantity=params.iceberg_quantity,
             auction_number=params.auction_number,
-            market_protection=_price(params.market_protection),
+            market_protection=_protection(params.market_protection),
             tag=params.tag,
         )
         order_id = await self._change(lambda kite: kite.place_order(**kwargs))
@@ -241,6 +249,9 @@ class KiteBroker:
             raise read_error(exc) from None
         finally:
             calls.close()
+
+    async def refresh_session(self) -> None:
+        await self.session.refresh()
 
     def session_changed(self) -> None:
         self.session.nudge()

@@ -147,7 +147,7 @@ def _count(task: Mapping[str, Any], decision: Decision) -> None:
     elif decision.alarm == "auth":
         metrics.BROKER_AUTH_FAILURES.labels(account=account).inc()
         log.error(
-            "broker refused the session token; task dead-lettered, operator action needed",
+            "broker refused the session token; the task waits for a new session (the account is paused)",
             task_id=task["task_id"],
             account_id=account,
         )
