@@ -221,7 +221,8 @@ async def test_an_expired_token_pauses_the_account_until_a_new_one_arrives_on_an
         await task_done(db, task_id)  # executed by the other instance, with the token it never was given
     *refused, placed = await requests_for(kite, "order.place")
     assert all(r.headers["Authorization"] == f"token {kite.fake.api_key}:{token}" for r in refused)
-    assert len(refused) == 1  # one try with the dead token (Kite refused it), then none until a new one
+    # at most one try with the dead token (unless a read found it dead first), then none until a new one
+    assert len(refused) <= 1
     assert placed.headers["Authorization"] == f"token {kite.fake.api_key}:{fresh}"
     assert len(await book(kite)) == 1
     assert "dead_letter" not in await statuses(db, task_id)

@@ -168,6 +168,14 @@ class KiteBroker:
         history = await self._read(lambda kite: kite.order_history(order_id))
         return latest(history)
 
+    async def current(self, order_id: str) -> BrokerOrder | None:
+        """The order as Kite's book has it now; None when it cannot be read (reconciliation will)."""
+        try:
+            return await self.get_order(order_id)
+        except Exception as exc:
+            log.warning("could not read an updated order back", order_id=order_id, error=type(exc).__name__)
+            return None
+
     async def order_history(self, order_id: str) -> list[dict[str, Any]]:
         history = await self._read(lambda kite: kite.order_history(order_id))
         return [jsonable(h) for h in history]

@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 from ticker_service.brokers.base import BrokerOrder
-from ticker_service.brokers.kite.mapping import to_order
+from ticker_service.brokers.kite.mapping import PSEUDO_UPDATE, to_order
 from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerStatus
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
 
@@ -62,7 +62,13 @@ async def ticker_orders(broker: KiteBroker) -> AsyncIterator[list[BrokerOrder]]:
     recording = asyncio.create_task(_record_states(broker, client), name=f"kite-feed-state-{broker.account_id}")
     try:
         async for updates in client.order_updates():
-            orders = [o for o in (update_to_order(u) for u in updates) if o is not None]
+            orders = []
+            for update in updates:
+                order = update_to_order(update)
+                if order is not None and order.status == PSEUDO_UPDATE:
+                    order = await broker.current(order.order_id)
+                if order is not None:
+                    orders.append(order)
             if orders:
                 yield orders
     finally:

@@ -10,6 +10,10 @@ from typing import Any
 from ticker_service.brokers.base import BrokerOrder
 from ticker_service.timeutil import IST
 
+# Postbacks and the ticker's order messages say UPDATE for a modification or a partial fill: not a
+# state of the order (it is still open, or still waiting for its trigger), so the order is read back
+PSEUDO_UPDATE = "UPDATE"
+
 
 def kite_time(value: Any) -> datetime | None:
     """A Kite timestamp ('YYYY-MM-DD HH:MM:SS' in IST, or what kiteconnect parsed it to) as an aware datetime."""

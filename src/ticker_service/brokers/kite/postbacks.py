@@ -20,8 +20,9 @@ import structlog
 from litestar import Controller, Request, post
 from litestar.params import FromPath
 
+from ticker_service.brokers.base import BrokerOrder
 from ticker_service.brokers.kite.config import KiteAccount
-from ticker_service.brokers.kite.mapping import to_order
+from ticker_service.brokers.kite.mapping import PSEUDO_UPDATE, to_order
 from ticker_service.orders.mirror import record_orders
 from ticker_service.system.access import Access
 from ticker_service.system.errors import ApiError
@@ -65,8 +66,12 @@ class PostbacksController(Controller):
             log.warning("postback refused: bad or missing checksum", account_id=account_id)
             raise ApiError(401, "checksum: missing or wrong")
         try:
-            order = to_order(payload)
+            order: BrokerOrder | None = to_order(payload)
         except (KeyError, ValueError, TypeError) as exc:
             raise ApiError(422, f"postback: not an order ({type(exc).__name__})") from None
-        written = await record_orders(runtime.pool, account_id, [order])
-        return {"status": "ok", "order_id": order.order_id, "events": written}
+        assert order is not None
+        order_id = order.order_id
+        if order.status == PSEUDO_UPDATE:  # a modification or partial fill: the order's state is read back
+            order = await runtime.brokers[account_id].current(order_id)
+        written = await record_orders(runtime.pool, account_id, [order]) if order is not None else 0
+        return {"status": "ok", "order_id": order_id, "events": written}
