@@ -209,6 +209,9 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
     # an account's circuit breaker: network failures in a row that open it, seconds between probes
     breaker_failures: Annotated[int, Env("TICKER_BREAKER_FAILURES", whole(1, 1000))] = 5
     breaker_probe_seconds: Annotated[float, Env("TICKER_BREAKER_PROBE_SECONDS", number(0.1))] = 10.0
+    # added to each of a broker's rate-limit windows: requests are counted when they arrive, and the
+    # time between our grant and their arrival varies (a smaller margin allows closer to the limit)
+    rate_margin_seconds: Annotated[float, Env("TICKER_RATE_MARGIN_SECONDS", number(0.0))] = 0.1
     # a broker feed (Kite's ticker) with no frame, not even a heartbeat, for this long is reconnected
     feed_silence_seconds: Annotated[float, Env("TICKER_FEED_SILENCE_SECONDS", number(0.5))] = 5.0
 

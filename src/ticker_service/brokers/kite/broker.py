@@ -75,7 +75,7 @@ class KiteBroker:
             threshold=settings.execution.breaker_failures,
             probe_after=settings.execution.breaker_probe_seconds,
         )
-        self.turns = KiteTurns(context.pool, config.api_key)
+        self.turns = KiteTurns(context.pool, config.api_key, margin=settings.execution.rate_margin_seconds)
         self.read_timeout = settings.execution.broker_timeout
         self.silence_timeout = settings.execution.feed_silence_seconds
         self.instance_id = settings.server.instance_id

@@ -10,15 +10,19 @@ limits are kept under a digest of it (one digest, one key's budget, whichever in
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import datetime
 
 import asyncpg
 
 from ticker_service.brokers.base import BrokerDeadline, BrokerUnavailable
 from ticker_service.brokers.limits import (
+    DEFAULT_MARGIN,
     KITE_HISTORICAL_LIMITS,
     KITE_ORDER_LIMITS,
     KITE_OTHER_LIMITS,
+    CalendarDay,
+    Limit,
     RateLimiter,
     Refused,
 )
@@ -30,23 +34,31 @@ def limit_key(api_key: str) -> str:
     return "kite:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
+def with_margin(limits: tuple[Limit, ...], margin: float) -> tuple[Limit, ...]:
+    """The sliding windows with this margin; a calendar day keeps its own (clock offsets matter there)."""
+    return tuple(limit if isinstance(limit.window, CalendarDay) else replace(limit, margin=margin) for limit in limits)
+
+
 class KiteTurns:
-    def __init__(self, pool: asyncpg.Pool, api_key: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, api_key: str, *, margin: float = DEFAULT_MARGIN) -> None:
         self.limiter = RateLimiter(pool)
         self.key = limit_key(api_key)
+        self.orders = with_margin(KITE_ORDER_LIMITS, margin)
+        self.other = with_margin(KITE_OTHER_LIMITS, margin)
+        self.history = with_margin(KITE_HISTORICAL_LIMITS, margin)
 
     async def change(self, operation: str, deadline_at: datetime) -> None:
-        granted = await self.limiter.acquire(self.key, KITE_ORDER_LIMITS, deadline=deadline_at)
+        granted = await self.limiter.acquire(self.key, self.orders, deadline=deadline_at)
         if isinstance(granted, Refused):
             raise BrokerDeadline(f"not sent before its deadline: {granted.message}")
 
     async def read(self, *, deadline_in: float) -> None:
-        granted = await self.limiter.acquire(self.key, KITE_OTHER_LIMITS, deadline=deadline_in)
+        granted = await self.limiter.acquire(self.key, self.other, deadline=deadline_in)
         if isinstance(granted, Refused):
             raise BrokerUnavailable(f"no turn for a read under Kite's limits: {granted.message}")
 
     async def historical(self, *, deadline_in: float) -> None:
-        granted = await self.limiter.acquire(self.key, KITE_HISTORICAL_LIMITS, deadline=deadline_in)
+        granted = await self.limiter.acquire(self.key, self.history, deadline=deadline_in)
         if isinstance(granted, Refused):
             raise BrokerUnavailable(f"no turn for historical data under Kite's limits: {granted.message}")
 

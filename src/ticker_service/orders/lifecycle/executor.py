@@ -36,6 +36,7 @@ from ticker_service.orders.lifecycle.hooks import FinishHook
 from ticker_service.orders.lifecycle.outcome import Decision, Outcome, OutcomeKind, Timing
 from ticker_service.orders.lifecycle.reconcile import reconcile
 from ticker_service.orders.lifecycle.states import Operation
+from ticker_service.orders.mirror import record_orders
 from ticker_service.settings import Settings
 
 log = structlog.get_logger("ticker.executor")
@@ -62,6 +63,7 @@ class Executor:
         self._stop = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._finishing: set[asyncio.Task[Decision | None]] = set()
+        self._reading_back: set[asyncio.Task[None]] = set()
         self._idle: deque[asyncio.Event] = deque()
         self._generation = 0
         self._rng = random.Random()
@@ -89,6 +91,9 @@ class Executor:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._finishing:
             await asyncio.wait(self._finishing, timeout=self.settings.execution.broker_timeout + 2)
+        for reading in list(self._reading_back):  # reconciliation brings what these would have
+            reading.cancel()
+        await asyncio.gather(*self._reading_back, return_exceptions=True)
         self._workers = []
         self.running = False
 
@@ -161,7 +166,23 @@ class Executor:
             else:
                 outcome = await self._reconcile(task)
             await self._finish(task, owner, outcome)
+            if outcome.kind in (K.PLACED, K.DONE) and outcome.order is None and outcome.order_id:
+                self._read_back(task, outcome.order_id)
         return True
+
+    def _read_back(self, task: dict[str, Any], order_id: str) -> None:
+        """The broker answered with the order's id only (Kite does): the answer to the client need not
+        wait for a second call, so the order is read after the finish and recorded in the mirror,
+        which makes its events; the ticker and reconciliation would bring it too, this is sooner."""
+
+        async def read() -> None:
+            order = await self._fetch(self.brokers(task["account_id"]), order_id)
+            if order is not None:
+                await record_orders(self.pool, task["account_id"], [order])
+
+        reading = asyncio.create_task(read(), name=f"read-back-{order_id}")
+        self._reading_back.add(reading)
+        reading.add_done_callback(self._reading_back.discard)
 
     # ---- execute -------------------------------------------------------------------------------
 
@@ -184,7 +205,8 @@ class Executor:
         if operation == Operation.PLACE:
             place = place_params(params, task["broker_tag"])
             outcome = await call(lambda: broker.place_order(place))
-            if outcome.kind == K.PLACED and outcome.order is None and outcome.order_id:
+            if outcome.kind == K.PLACED and outcome.order is None and outcome.order_id and task.get("batch_id"):
+                # a batch moves on by its legs' order states: read it now (others are read after the finish)
                 placed = await self._fetch(broker, outcome.order_id)
                 outcome = Outcome(K.PLACED, order_id=outcome.order_id, order=placed)
         elif operation == Operation.MODIFY:
@@ -194,9 +216,10 @@ class Executor:
             outcome = await call(lambda: broker.cancel_order(task["order_id"], params.get("variety") or "regular"))
         else:
             outcome = Outcome(K.REJECTED, f"unknown operation {operation!r}")
-        if operation != Operation.PLACE and outcome.kind in (K.REJECTED, K.DONE) and outcome.order is None:
-            # accepted without the order (Kite answers with its id): read it back; refused: why it was
-            # refused matters (a filled order cannot be cancelled: a batch squares it off)
+        read_now = outcome.kind == K.REJECTED or (outcome.kind == K.DONE and task.get("batch_id"))
+        if operation != Operation.PLACE and read_now and outcome.order is None:
+            # refused: why matters (a filled order cannot be cancelled: a batch squares it off); done in a
+            # batch: its rollback goes by the order's state. Other changes are read after the finish.
             outcome = Outcome(
                 outcome.kind,
                 outcome.message,

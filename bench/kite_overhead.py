@@ -1,0 +1,230 @@
+"""Kite gateway overhead: what the service adds to an order placed on Kite.
+
+    .venv/bin/python bench/kite_overhead.py            # 300 orders in sequence, then 30 s at 10 orders/s
+    .venv/bin/python bench/kite_overhead.py --quick    # 100, then 10 s
+
+The same order (NSE:INFY, 1 share, MARKET) is placed (a) directly with the official `kiteconnect`
+client and (b) through the service (`POST /orders/place?wait=5`, a Kite account), against the same
+fake Kite (`python -m ticker_service.fakekite`, a separate process) answering every request after
+20 ms. Each is measured one order at a time in sequence, and at a fixed 10 orders/s (each latency
+from the request's scheduled send time). Reported: p50 and p99 of each and of the difference
+(service minus direct). Target: the service adds at most 2 ms at p50 and 5 ms at p99.
+
+The service answers 201 as soon as Kite has answered with the order id (what `kiteconnect`'s
+`place_order` returns); the order's state follows on the stream. Everything runs on one 2-core
+machine: the fake, the service, PostgreSQL and the clients share it, so read the difference, not the
+absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import aiohttp
+from cryptography.fernet import Fernet
+from kiteconnect import KiteConnect
+
+from harness.load import fixed_timetable
+from harness.procs import free_port, log, spawn, stop
+from harness.report import median, percentile
+from harness.servers import Config
+from harness.session import Session, add_session_options, run_session
+
+TARGET_P50_MS = 2.0
+TARGET_P99_MS = 5.0
+LATENCY_MS = 20
+API_KEY, API_SECRET, ACCESS_TOKEN = "benchkey", "benchsecret", "benchaccesstoken0001"
+ORDER = {
+    "exchange": "NSE",
+    "tradingsymbol": "INFY",
+    "transaction_type": "BUY",
+    "quantity": 1,
+    "product": "CNC",
+    "order_type": "MARKET",
+}
+
+
+async def at_rate(call: Any, rate: float, seconds: float) -> list[float]:
+    """`call()` at a fixed rate; each latency from the call's scheduled time (no coordinated omission)."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+
+    async def send(scheduled: float, record: bool) -> None:
+        await call()
+        if record:
+            latencies.append((loop.time() - scheduled) * 1000)
+
+    await fixed_timetable(rate, 2.0, seconds, send, loop.time)
+    return latencies
+
+
+def start_fake(s: Session) -> tuple[Any, str]:
+    port = free_port()
+    out = s.workdir / "fakekite.log"
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "ticker_service.fakekite",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+            "--api-secret",
+            API_SECRET,
+            "--access-token",
+            ACCESS_TOKEN,
+            "--tick-interval",
+            "0",
+        ],
+        out=out,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"{url}/_fake/switches", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError(f"the fake Kite did not start; see {out}")
+    request = urllib.request.Request(
+        f"{url}/_fake/latency", data=json.dumps({"ms": LATENCY_MS}).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=5).close()
+    return proc, url
+
+
+def service_config(fake: str) -> Config:
+    account = {
+        "broker": "kite",
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "access_token": ACCESS_TOKEN,
+        "root": fake,
+        "ticker_root": fake.replace("http", "ws") + "/ws",
+        "login_url": f"{fake}/connect/login",
+    }
+    env = {
+        "TICKER_ACCOUNTS": json.dumps({"kite": account}),
+        "TICKER_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+    return Config("kite", "service, one Kite account", "service", env)
+
+
+def direct_sequence(fake: str, n: int, pace: float) -> list[float]:
+    kite = KiteConnect(API_KEY, access_token=ACCESS_TOKEN, root=fake)
+    latencies = []
+    for i in range(n + 5):
+        started = time.perf_counter()
+        kite.place_order(variety="regular", market_protection=-1, tag=f"D{i}", **ORDER)
+        if i >= 5:  # warm-up
+            latencies.append((time.perf_counter() - started) * 1000)
+        time.sleep(max(0.0, 1 / pace - (time.perf_counter() - started)))
+    return latencies
+
+
+async def direct_rate(fake: str, seconds: float, rate: float) -> list[float]:
+    kite = KiteConnect(API_KEY, access_token=ACCESS_TOKEN, root=fake)
+
+    async def one() -> None:
+        await asyncio.to_thread(kite.place_order, variety="regular", market_protection=-1, **ORDER)
+
+    return await at_rate(one, rate, seconds)
+
+
+async def service_sequence(url: str, n: int, pace: float) -> list[float]:
+    latencies = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(n + 5):
+            started = time.perf_counter()
+            async with http.post(f"{url}/orders/place?wait=5", json={**ORDER, "account_id": "kite"}) as r:
+                body = await r.json()
+                assert r.status == 201 and body["order_id"], body
+            if i >= 5:
+                latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(max(0.0, 1 / pace - (time.perf_counter() - started)))
+    return latencies
+
+
+async def service_rate(url: str, seconds: float, rate: float) -> list[float]:
+    async with aiohttp.ClientSession() as http:
+
+        async def one() -> None:
+            async with http.post(f"{url}/orders/place?wait=5", json={**ORDER, "account_id": "kite"}) as r:
+                body = await r.json()
+                assert r.status == 201 and body["order_id"], body
+
+        return await at_rate(one, rate, seconds)
+
+
+def report(label: str, direct: list[float], service: list[float]) -> tuple[float, float]:
+    d50, d99 = median(direct), percentile(direct, 99)
+    s50, s99 = median(service), percentile(service, 99)
+    print(f"{label}:")
+    print(f"  direct kiteconnect : p50 {d50:7.2f} ms  p99 {d99:7.2f} ms  ({len(direct)} orders)")
+    print(f"  through the service: p50 {s50:7.2f} ms  p99 {s99:7.2f} ms  ({len(service)} orders)")
+    added50, added99 = s50 - d50, s99 - d99
+    verdict50 = "PASS" if added50 <= TARGET_P50_MS else "FAIL"
+    verdict99 = "PASS" if added99 <= TARGET_P99_MS else "FAIL"
+    print(
+        f"  added by the service: p50 {added50:+.2f} ms (target <= {TARGET_P50_MS:g}: {verdict50}), "
+        f"p99 {added99:+.2f} ms (target <= {TARGET_P99_MS:g}: {verdict99})"
+    )
+    return added50, added99
+
+
+def measure(s: Session, args: argparse.Namespace) -> int:
+    fake_proc, fake = start_fake(s)
+    server = s.servers.start(service_config(fake))
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        log("in sequence: direct")
+        direct = direct_sequence(fake, args.orders, args.pace)
+        log("in sequence: through the service")
+        service = asyncio.run(service_sequence(url, args.orders, args.pace))
+        loaded = []
+        for rate in args.rates:
+            log(f"at {rate:g}/s: direct")
+            direct_loaded = asyncio.run(direct_rate(fake, args.seconds, rate))
+            log(f"at {rate:g}/s: through the service")
+            loaded.append((rate, direct_loaded, asyncio.run(service_rate(url, args.seconds, rate))))
+    finally:
+        s.servers.finish(server)
+        stop(fake_proc)
+    print()
+    print(f"Kite gateway overhead, fake Kite answering after {LATENCY_MS} ms (2 cores shared by all)")
+    report(f"one order at a time (at most {args.pace:g} a second, under Kite's 10)", direct, service)
+    for rate, direct_loaded, service_loaded in loaded:
+        report(f"{rate:g} orders/s, open loop", direct_loaded, service_loaded)
+    print(
+        "At 10/s the service queues: it keeps at most 10 orders in any 1 s + TICKER_RATE_MARGIN_SECONDS "
+        "(0.1 s), so it sends at most about 9.1 a second; the direct client is not limited at all."
+    )
+    s.servers.print_epilogue()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--orders", type=int, default=300)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--rates", type=float, nargs="+", default=[10.0, 8.0])
+    ap.add_argument("--pace", type=float, default=8.0, help="in sequence: at most this many orders a second")
+    add_session_options(ap)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.orders, args.seconds = 100, 10.0
+    return run_session("ticker-kite-bench-", lambda s: measure(s, args), max_runtime=args.max_runtime, keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
