@@ -45,6 +45,12 @@ async def book(kite: FakeKiteThread) -> list[dict[str, Any]]:
     return await kite.do(lambda: list(kite.fake.orders))
 
 
+async def mirrored(c: AsyncTestClient[Any], order_id: str, status: str) -> dict[str, Any] | None:
+    """The order as the service shows it, once it has reached `status`."""
+    order: dict[str, Any] = (await c.get(f"/orders/{order_id}")).json()
+    return order if order.get("status") == status else None
+
+
 async def statuses(db: asyncpg.Connection, task_id: str) -> list[str]:
     rows = await db.fetch(
         "SELECT data->>'status' AS s FROM outbox_events WHERE task_id = $1 AND event = 'task_status' ORDER BY seq",
@@ -81,10 +87,11 @@ async def test_a_placed_order_reaches_kite_as_a_form_with_the_services_tag_and_t
 ) -> None:
     async with kite_client(database_url, kite, token=token) as c:
         r = await c.post("/orders/place?wait=5", json=KITE_ORDER | {"tag": "mine"})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 201, r.text  # Kite gave the order id; its state follows
         body = r.json()
-        assert body["order_status"] == "COMPLETE" and body["order"]["average_price"] > 0
-        assert body["tag"] == "mine" and body["broker_tag"] != "mine"
+        assert body["order_id"] and body["tag"] == "mine" and body["broker_tag"] != "mine"
+        order = await eventually(lambda: mirrored(c, body["order_id"], "COMPLETE"))
+        assert order["average_price"] > 0 and order["tag"] == "mine" and order["task_id"] == body["task_id"]
     [placed] = await requests_for(kite, "order.place")
     assert placed.path == "/orders/regular" and placed.method == "POST"
     assert placed.form == {
@@ -280,8 +287,9 @@ async def test_one_change_seen_by_ticker_postback_and_reconciliation_makes_one_e
     async with kite_client(database_url, kite, token=token, TICKER_RECONCILE_INTERVAL="0.3") as c:
         await feed_connected(c)
         r = await c.post("/orders/place?wait=5", json=RESTING)
-        assert r.status_code == 201 and r.json()["order_status"] == "OPEN", r.text
+        assert r.status_code == 201, r.text
         order_id = r.json()["order_id"]
+        await eventually(lambda: mirrored(c, order_id, "OPEN"))
         filled = await kite.do(kite.fake.fill, order_id)
         assert filled["status"] == "COMPLETE"
         completed = "SELECT count(*) FROM outbox_events WHERE order_id = $1 AND event = 'order_completed'"
@@ -509,3 +517,40 @@ async def test_no_secret_token_or_api_key_in_any_log_answer_or_metric(
     said = "\n".join([*answers, logged])
     assert {name: value for name, value in secrets.items() if value in said} == {}
     assert sessions and all(first not in str(s) and second not in str(s) for s in sessions)  # encrypted at rest
+
+
+@pytest.mark.parametrize(
+    ("extra", "form"),
+    [
+        (
+            {
+                "variety": "iceberg",
+                "quantity": 4,
+                "iceberg_legs": 2,
+                "iceberg_quantity": 2,
+                "order_type": "LIMIT",
+                "price": 1000,
+            },
+            {"iceberg_legs": "2", "iceberg_quantity": "2", "quantity": "4"},
+        ),
+        (
+            {"validity": "TTL", "validity_ttl": 5, "order_type": "LIMIT", "price": 1000},
+            {"validity": "TTL", "validity_ttl": "5"},
+        ),
+        ({"variety": "co", "order_type": "LIMIT", "price": 1000, "trigger_price": 990}, {"trigger_price": "990.0"}),
+        (
+            {"variety": "amo", "product": "MTF", "market_protection": 2.5},
+            {"product": "MTF", "market_protection": "2.5"},
+        ),
+    ],
+    ids=["iceberg", "ttl", "cover", "amo-mtf"],
+)
+async def test_kites_varieties_validities_and_products_reach_it_as_given(
+    database_url: str, kite: FakeKiteThread, token: str, extra: dict[str, Any], form: dict[str, str]
+) -> None:
+    async with kite_client(database_url, kite, token=token) as c:
+        r = await c.post("/orders/place?wait=5", json=KITE_ORDER | extra)
+        assert r.status_code == 201, r.text
+    [placed] = await requests_for(kite, "order.place")
+    assert placed.path == f"/orders/{extra.get('variety', 'regular')}"
+    assert {k: placed.form.get(k) for k in form} == form

@@ -18,7 +18,7 @@ from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_data
 from ticker_service.orders.lifecycle.states import BatchRole, BatchStatus, Operation, TaskStatus
 
-SQL = re.compile(r"^\s*(WITH|SELECT|INSERT|UPDATE|DELETE)\b")
+SQL = re.compile(r"^\s*(WITH|SELECT|INSERT|UPDATE|DELETE)\s+\S")  # a statement, not a lone word
 NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")  # SQLAlchemy's :name, not a ::cast
 TEMPLATE = re.compile(r"\{[a-z_]+\}")  # a str.format template, prepared once rendered
 SRC = Path(ticker_service.__file__).parent
