@@ -84,3 +84,22 @@ def test_only_network_failures_count_toward_the_breaker() -> None:
     assert not is_network_failure(change_error(kite.NetworkException("Too many requests", code=429)))
     assert not is_network_failure(change_error(kite.OrderException("RMS")))
     assert not is_network_failure(change_error(kite.TokenException("expired")))
+
+
+def test_a_turn_gone_stale_is_given_up_before_the_request_leaves() -> None:
+    """A request that could not leave within its rate-limit turn must not arrive bunched with later ones."""
+    import time
+
+    from ticker_service.brokers.kite.limits import TurnMissed, check_turn, send_by
+
+    token = send_by.set(None)
+    try:
+        check_turn()  # no turn taken (a read): nothing to check
+        send_by.set(time.monotonic() + 60)
+        check_turn()  # within its turn
+        send_by.set(time.monotonic() - 0.001)
+        with pytest.raises(TurnMissed) as missed:
+            check_turn()
+        assert outcome_of_error(missed.value).kind == K.BEFORE_SEND  # not sent: it takes a new turn
+    finally:
+        send_by.reset(token)

@@ -35,7 +35,7 @@ from ticker_service.brokers.kite.client import KiteCalls, kite_kwargs
 from ticker_service.brokers.kite.config import KiteAccount
 from ticker_service.brokers.kite.errors import change_error, is_network_failure, read_error
 from ticker_service.brokers.kite.feed import ticker_orders
-from ticker_service.brokers.kite.limits import KiteTurns
+from ticker_service.brokers.kite.limits import KiteTurns, TurnMissed, check_turn, send_by
 from ticker_service.brokers.kite.mapping import jsonable, latest, to_order
 from ticker_service.brokers.kite.session import AccountSession
 from ticker_service.brokers.kite.ticker import KiteTickerClient
@@ -87,12 +87,20 @@ class KiteBroker:
         token = await self.session.token()
         if token is None:
             raise BrokerAuthError("no Kite session for this account")
+        def checked(kite: KiteConnect) -> T:
+            check_turn()  # on the sending thread, right before the request leaves
+            return call(kite)
+
         try:
-            result = await self.calls.run(token, call)
+            result = await self.calls.run(token, checked)
+        except TurnMissed:
+            raise
         except Exception as exc:
             error = change_error(exc)
             await self._failed(error, token)
             raise error from None
+        finally:
+            send_by.set(None)  # a turn is good for one request
         self.breaker.succeeded()
         return result
 

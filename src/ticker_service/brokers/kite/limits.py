@@ -9,7 +9,9 @@ limits are kept under a digest of it (one digest, one key's budget, whichever in
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import time
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,6 +31,23 @@ from ticker_service.brokers.limits import (
 
 ORDERS_PER_DAY = next(limit for limit in KITE_ORDER_LIMITS if limit.name == "orders_per_day")
 
+# A turn is good for this share of the margin: a request that could not leave by then (its thread was
+# late, the process starved) gives the turn up rather than arrive at Kite bunched with later ones.
+TURN_VALIDITY_SHARE = 0.5
+# When this task's turn stops being good (monotonic); read by the thread that sends the request
+send_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("kite_send_by", default=None)
+
+
+class TurnMissed(BrokerUnavailable):
+    """The request could not leave within its turn: not sent; it takes a new turn."""
+
+
+def check_turn() -> None:
+    """Called on the sending thread right before the request: refuse a turn gone stale."""
+    deadline = send_by.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise TurnMissed("the request could not leave within its rate-limit turn; not sent, it takes a new turn")
+
 
 def limit_key(api_key: str) -> str:
     return "kite:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
@@ -41,6 +60,7 @@ def with_margin(limits: tuple[Limit, ...], margin: float) -> tuple[Limit, ...]:
 
 class KiteTurns:
     def __init__(self, pool: asyncpg.Pool, api_key: str, *, margin: float = DEFAULT_MARGIN) -> None:
+        self.margin = margin
         self.limiter = RateLimiter(pool)
         self.key = limit_key(api_key)
         self.orders = with_margin(KITE_ORDER_LIMITS, margin)
@@ -51,6 +71,7 @@ class KiteTurns:
         granted = await self.limiter.acquire(self.key, self.orders, deadline=deadline_at)
         if isinstance(granted, Refused):
             raise BrokerDeadline(f"not sent before its deadline: {granted.message}")
+        send_by.set(time.monotonic() + self.margin * TURN_VALIDITY_SHARE)
 
     async def read(self, *, deadline_in: float) -> None:
         granted = await self.limiter.acquire(self.key, self.other, deadline=deadline_in)
