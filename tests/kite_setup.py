@@ -6,7 +6,6 @@ own loop and calls Kite from its thread pool, so the two never block each other.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -39,13 +38,11 @@ def kite_env(**env: str) -> dict[str, str]:
 
 
 def kite_client(
-    database_url: str, fake: FakeKiteThread, *, token: str | None = None, api_keys: bool = False, **env: str
+    database_url: str, fake: FakeKiteThread, *, token: str | None = None, **env: str
 ) -> AsyncTestClient[Any]:
     """A service with one Kite account (`zerodha`) and a paper one (`primary`)."""
     extra = {"access_token": token} if token else {}
     accounts = {ACCOUNT: kite_account(fake, **extra), "primary": {}}
-    if api_keys:
-        env = {"TICKER_API_KEYS": json.dumps({SERVICE_KEY: ["*"]}), **env}
     return make_client(database_url, accounts, **kite_env(**env))
 
 

@@ -7,6 +7,7 @@ lost answer, an exchange-side fill, an RMS rejection) and how its book is read, 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -189,7 +190,5 @@ async def test_a_fill_at_the_exchange_is_reported_once(venue: Venue) -> None:
     await venue.fill_at_the_exchange(order_id)
     await eventually(lambda: venue.db.fetchval("SELECT status = 'COMPLETE' FROM orders WHERE order_id = $1", order_id))
     await eventually(lambda: order_events(venue.db, order_id), timeout=5)
-    import asyncio
-
     await asyncio.sleep(1.0)  # every path that could report it again (updates, reconciliation) has run
     assert await order_events(venue.db, order_id) == ["order_placed", "order_completed"]

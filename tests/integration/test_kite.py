@@ -23,6 +23,7 @@ from tests.conftest import eventually, make_settings
 from tests.e2e.server import ServerProcess
 from tests.fake_kite_thread import FakeKiteThread, kite, start_threaded_fake, threaded_fakes
 from tests.kite_setup import ACCOUNT, KITE_ORDER, SECRET_KEY, SERVICE_KEY, USER_ID, kite_account, kite_client, kite_env
+from ticker_service.brokers.base import PlaceOrderParams
 from ticker_service.brokers.kite.broker import KiteBroker
 from ticker_service.brokers.kite.config import KiteAccount
 from ticker_service.brokers.registry import BrokerContext
@@ -117,8 +118,6 @@ async def test_orders_trades_positions_holdings_and_margins_come_back_from_kites
     config = KiteAccount(api_key=kite.fake.api_key, api_secret=kite.fake.api_secret, access_token=token, root=kite.url)
     broker = KiteBroker(ACCOUNT, config, BrokerContext(pool, load_instruments(), make_settings()))
     try:
-        from ticker_service.brokers.base import PlaceOrderParams
-
         result = await broker.place_order(
             PlaceOrderParams(
                 exchange="NSE",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from kiteconnect import exceptions as kite
@@ -16,6 +18,7 @@ from ticker_service.brokers.base import (
     OrderNotFound,
 )
 from ticker_service.brokers.kite.errors import BrokerThrottled, change_error, is_network_failure, read_error
+from ticker_service.brokers.kite.limits import TurnMissed, check_turn, send_by
 from ticker_service.orders.lifecycle.broker_call import outcome_of_error
 from ticker_service.orders.lifecycle.outcome import OutcomeKind as K
 
@@ -88,10 +91,6 @@ def test_only_network_failures_count_toward_the_breaker() -> None:
 
 def test_a_turn_gone_stale_is_given_up_before_the_request_leaves() -> None:
     """A request that could not leave within its rate-limit turn must not arrive bunched with later ones."""
-    import time
-
-    from ticker_service.brokers.kite.limits import TurnMissed, check_turn, send_by
-
     token = send_by.set(None)
     try:
         check_turn()  # no turn taken (a read): nothing to check

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from kiteconnect import KiteTicker
 
 from tests.kite_frames import (
     HEARTBEAT,
@@ -288,8 +289,6 @@ def _as_pykiteconnect(tick: Tick) -> dict[str, Any]:
 
 
 def test_every_packet_size_and_segment_agrees_with_pykiteconnect() -> None:
-    from kiteconnect import KiteTicker
-
     reference = KiteTicker("api-key", "unused")
     rng = random.Random(20210705)
     for _ in range(200):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from ticker_service.settings import SettingsError, describe, load_settings
+from ticker_service.settings import SettingsError, describe, load_settings, variables
 
 
 @pytest.mark.parametrize(
@@ -67,10 +69,6 @@ def test_plain_postgres_urls_are_accepted_and_secrets_masked() -> None:
 
 
 def test_the_readme_documents_every_variable() -> None:
-    from pathlib import Path
-
-    from ticker_service.settings import variables
-
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = readme[readme.index("## Configuration") :]
     missing = [v.env.name for v in variables() if f"`{v.env.name}`" not in table]
@@ -79,7 +77,5 @@ def test_the_readme_documents_every_variable() -> None:
 
 
 def test_each_variable_is_declared_once() -> None:
-    from ticker_service.settings import variables
-
     names = [v.env.name for v in variables()]
     assert len(names) == len(set(names))

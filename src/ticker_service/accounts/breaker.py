@@ -48,11 +48,9 @@ class Breaker:
 
     async def probe_if_due(self, read: Callable[[], Awaitable[object]]) -> None:
         """Try the cheap `read` when the account's breaker is open and its probe is due."""
-        if self.account_id not in await pauses.due_probes(self.pool):
-            if any(p.reason == PauseReason.BREAKER_OPEN for p in await pauses.of_account(self.pool, self.account_id)):
-                self._gauge.set(OPEN)
-            else:
-                self._gauge.set(CLOSED)
+        due = await pauses.probe_due(self.pool, self.account_id, PauseReason.BREAKER_OPEN)
+        if not due:
+            self._gauge.set(CLOSED if due is None else OPEN)
             return
         self._gauge.set(PROBING)
         try:

@@ -30,9 +30,9 @@ SELECT count(*) AS n, CASE WHEN count(*) > 0 THEN {notify_sql(TASKS_CHANNEL)} EN
 """
 _OF_ACCOUNT = "SELECT * FROM account_pauses WHERE account_id = $1"
 _ALL = "SELECT * FROM account_pauses ORDER BY account_id, reason"
-_DUE_PROBES = """
-SELECT account_id FROM account_pauses WHERE reason = $1 AND probe_at <= now() ORDER BY probe_at
-"""
+_PROBE_DUE = (
+    "SELECT coalesce(probe_at <= now(), false) AS due FROM account_pauses WHERE account_id = $1 AND reason = $2"
+)
 _NEXT_PROBE = (
     "UPDATE account_pauses SET probe_at = now() + make_interval(secs => $3) WHERE account_id = $1 AND reason = $2"
 )
@@ -82,8 +82,10 @@ async def every_pause(pool: asyncpg.Pool | asyncpg.Connection) -> list[Pause]:
     return [_pause(r) for r in await pool.fetch(_ALL)]
 
 
-async def due_probes(pool: asyncpg.Pool, reason: PauseReason = PauseReason.BREAKER_OPEN) -> list[str]:
-    return [r["account_id"] for r in await pool.fetch(_DUE_PROBES, reason)]
+async def probe_due(pool: asyncpg.Pool, account_id: str, reason: PauseReason) -> bool | None:
+    """None when the account is not paused for `reason`; else whether its probe is due."""
+    row = await pool.fetchrow(_PROBE_DUE, account_id, reason)
+    return None if row is None else bool(row["due"])
 
 
 async def probe_later(pool: asyncpg.Pool, account_id: str, reason: PauseReason, seconds: float) -> None:

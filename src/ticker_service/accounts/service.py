@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import asyncpg
 import structlog
 
-from ticker_service.accounts import login, pauses
+from ticker_service.accounts import feeds, login, pauses
 from ticker_service.accounts.schemas import AccountView, FeedView, SessionRequest
 from ticker_service.accounts.sessions import NoSecretKey, SessionStore
 from ticker_service.brokers.base import (
@@ -31,8 +31,6 @@ from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.accounts")
-
-_FEEDS = "SELECT * FROM account_feeds WHERE account_id = ANY($1::text[])"
 
 
 class WrongUser(Exception):
@@ -56,22 +54,21 @@ class AccountsService:
             broker = self.brokers[account_id]
             if isinstance(broker, SessionBroker):
                 await broker.refresh_session()  # its pauses (not logged in, token refused) are current
-        feeds = {r["account_id"]: r for r in await self.pool.fetch(_FEEDS, known)}
+        followed = await feeds.of_accounts(self.pool, known)
         every = await pauses.every_pause(self.pool)
         views = []
         for account_id in known:
             broker = self.brokers[account_id]
             state, reason = pauses.state_of([p for p in every if p.account_id == account_id])
             used, limit = await broker.orders_today() if isinstance(broker, LimitedBroker) else (None, None)
-            feed = feeds.get(account_id)
+            feed = followed.get(account_id)
             views.append(
                 AccountView(
                     account_id=account_id,
                     broker=self.settings.accounts.brokers[account_id].broker,
                     state=state,
                     reason=reason,
-                    user_id=getattr(getattr(broker, "session", None), "user_id", None)
-                    or getattr(broker, "configured_user_id", None),
+                    user_id=broker.user_id if isinstance(broker, SessionBroker) else None,
                     orders_today=used,
                     orders_daily_limit=limit,
                     feed=None

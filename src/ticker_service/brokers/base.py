@@ -193,6 +193,11 @@ class SessionBroker(Protocol):
     account_id: str
     configured_user_id: str | None
 
+    @property
+    def user_id(self) -> str | None:
+        """The broker user the account's session belongs to (the configured one before any login)."""
+        ...
+
     def login_url(self, redirect_params: str) -> str:
         """The broker's login page for this account; `redirect_params` come back to the callback."""
         ...

@@ -234,26 +234,24 @@ class OrderService:
     async def find_order(self, order_id: str, account_id: str) -> dict[str, Any]:
         """The order as the account's broker has it now (the mirror when the broker cannot answer);
         404, naming neither the account nor anything else, when the account has no such order."""
-        row = await self.pool.fetchrow(
-            "SELECT * FROM orders WHERE account_id = $1 AND order_id = $2", account_id, order_id
-        )
+        mirrored = await self._order_row(account_id, order_id)
         broker = self.broker(account_id)
         try:
             live = (await broker.get_order(order_id)).to_dict()
         except OrderNotFound:
             raise ApiError(404, f"order_id: no order {order_id!r}") from None
         except BrokerError as exc:
-            if row is None:
+            if mirrored is None:
                 raise ApiError(
                     503, f"the broker is unavailable and order {order_id!r} is not known locally: {exc}"
                 ) from None
-            return mirror_row_to_order(dict(row)) | {"source": "mirror"}
+            return mirrored | {"source": "mirror"}
         live["broker_tag"] = live.pop("tag", None)
-        if row is not None:
-            live.update(tag=row["client_tag"], task_id=row["task_id"])
-        else:
-            live.update(tag=None, task_id=None)
-        live["account_id"] = account_id
+        live.update(
+            tag=mirrored["tag"] if mirrored else None,
+            task_id=mirrored["task_id"] if mirrored else None,
+            account_id=account_id,
+        )
         return live
 
     async def modify(

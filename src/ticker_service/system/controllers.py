@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ticker_service import __version__
-from ticker_service.accounts import pauses
+from ticker_service.accounts import feeds, pauses
 from ticker_service.accounts.states import AccountState
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.states import IN_FLIGHT, TaskStatus
@@ -49,7 +49,7 @@ class SystemController(Controller):
                 }
                 disabled = (await conn.execute(text("SELECT count(*) FROM webhooks WHERE NOT active"))).scalar_one()
             held = await pauses.every_pause(runtime.pool)
-            feeds = {r["account_id"]: r for r in await runtime.pool.fetch("SELECT * FROM account_feeds")}
+            followed = await feeds.of_accounts(runtime.pool, runtime.settings.account_ids)
             database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
             body = {
@@ -77,7 +77,7 @@ class SystemController(Controller):
         accounts: dict[str, Any] = {}
         for account_id in runtime.settings.account_ids:
             state, reason = pauses.state_of([p for p in held if p.account_id == account_id])
-            feed = feeds.get(account_id)
+            feed = followed.get(account_id)
             accounts[account_id] = {
                 "state": state,
                 "reason": reason,

@@ -23,6 +23,7 @@ from ticker_service.accounts.breaker import Breaker
 from ticker_service.accounts.sessions import SessionStore
 from ticker_service.brokers.base import (
     BrokerAuthError,
+    BrokerError,
     BrokerOrder,
     BrokerRejected,
     BrokerSession,
@@ -87,6 +88,7 @@ class KiteBroker:
         token = await self.session.token()
         if token is None:
             raise BrokerAuthError("no Kite session for this account")
+
         def checked(kite: KiteConnect) -> T:
             check_turn()  # on the sending thread, right before the request leaves
             return call(kite)
@@ -118,10 +120,10 @@ class KiteBroker:
         self.breaker.succeeded()
         return result
 
-    async def _failed(self, error: Exception, token: str) -> None:
+    async def _failed(self, error: BrokerError, token: str) -> None:
         if isinstance(error, BrokerAuthError):
             await self.session.refused(token, str(error))
-        elif is_network_failure(error):  # type: ignore[arg-type]
+        elif is_network_failure(error):
             await self.breaker.failed(str(error))
 
     # ---- the Broker protocol -------------------------------------------------------------------
@@ -265,6 +267,10 @@ class KiteBroker:
             raise read_error(exc) from None
         finally:
             calls.close()
+
+    @property
+    def user_id(self) -> str | None:
+        return self.session.user_id or self.configured_user_id
 
     async def refresh_session(self) -> None:
         await self.session.refresh()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
+from ticker_service.accounts import feeds
 from ticker_service.brokers.base import BrokerOrder
 from ticker_service.brokers.kite.mapping import PSEUDO_UPDATE, to_order
 from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerStatus
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ticker.kite")
 
-_RECORD = """
-INSERT INTO account_feeds (account_id, state, detail, instance_id, reconnects, last_frame_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, now())
-ON CONFLICT (account_id) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail,
-    instance_id = EXCLUDED.instance_id, reconnects = EXCLUDED.reconnects, last_frame_at = EXCLUDED.last_frame_at,
-    updated_at = now()
-"""
 RECORD_EVERY = 1.0  # seconds between looks at the connection's state (written when it changed, or every 10 s)
 
 
@@ -86,14 +80,14 @@ async def ticker_orders(broker: KiteBroker) -> AsyncIterator[list[BrokerOrder]]:
 
 
 async def _record(broker: KiteBroker, state: str, detail: str | None, status: TickerStatus | None) -> None:
-    await broker.pool.execute(
-        _RECORD,
+    await feeds.record(
+        broker.pool,
         broker.account_id,
         state,
         detail,
-        broker.instance_id,
-        status.reconnects if status else 0,
-        status.last_frame_at if status else None,
+        instance_id=broker.instance_id,
+        reconnects=status.reconnects if status else 0,
+        last_frame_at=status.last_frame_at if status else None,
     )
 
 

@@ -66,12 +66,11 @@ class PostbacksController(Controller):
             log.warning("postback refused: bad or missing checksum", account_id=account_id)
             raise ApiError(401, "checksum: missing or wrong")
         try:
-            order: BrokerOrder | None = to_order(payload)
+            reported = to_order(payload)
         except (KeyError, ValueError, TypeError) as exc:
             raise ApiError(422, f"postback: not an order ({type(exc).__name__})") from None
-        assert order is not None
-        order_id = order.order_id
-        if order.status == PSEUDO_UPDATE:  # a modification or partial fill: the order's state is read back
-            order = await runtime.brokers[account_id].current(order_id)
+        order: BrokerOrder | None = reported
+        if reported.status == PSEUDO_UPDATE:  # a modification or partial fill: the order's state is read back
+            order = await runtime.brokers[account_id].current(reported.order_id)
         written = await record_orders(runtime.pool, account_id, [order]) if order is not None else 0
-        return {"status": "ok", "order_id": order_id, "events": written}
+        return {"status": "ok", "order_id": reported.order_id, "events": written}
