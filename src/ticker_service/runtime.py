@@ -23,6 +23,8 @@ from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
 from ticker_service.instruments import load_instruments
 from ticker_service.jobs import maintenance
+from ticker_service.brokers.kite.broker import KiteBroker
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.jobs.singleton import (
     CLEANUP_LOCK,
     RECONCILE_LOCK,
@@ -31,7 +33,11 @@ from ticker_service.jobs.singleton import (
     check_account_locks,
     hold_singleton,
     run_singleton,
+    tick_lock,
 )
+from ticker_service.marketdata.subscriptions.instruments import BookLookup, Lookup
+from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, WANTS_CHANNEL
+from ticker_service.marketdata.ticks.runner import MarketData
 from ticker_service.orders.lifecycle.executor import Executor
 from ticker_service.orders.mirror import follow_order_updates
 from ticker_service.orders.service import OrderService
@@ -70,6 +76,10 @@ class Runtime:
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
         self.listener.subscribe(EVENTS_CHANNEL, self.stream.on_notify)
+        self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
+        self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
+        self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
+        self.instrument_lookup: Lookup = BookLookup(self.instruments)
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -101,6 +111,11 @@ class Runtime:
                 except Exception:
                     log.exception("could not read a broker session at start-up", account_id=broker.account_id)
         await self.stream.start()
+        self.market.pool = self.pool
+        await self.market.hub.start(self.pool, self._known_tokens)
+        for account_id, broker in self.brokers.items():
+            if isinstance(broker, KiteBroker):
+                broker.tick_holder = self.market.holder(account_id, self.pool)
         await self.listener.start()
         await self.executor.start()
         await self.webhook_sender.start()
@@ -161,12 +176,29 @@ class Runtime:
                     name=f"order-updates-{account_id}",
                 )
             )
+        for account_id, config in s.accounts.brokers.items():
+            if isinstance(config, PaperAccount):
+                self._background.append(
+                    asyncio.create_task(
+                        hold_singleton(
+                            f"ticks-{account_id}",
+                            self.dsn,
+                            tick_lock(account_id),
+                            functools.partial(self.market.run_paper, account_id, config, self.instruments),
+                            self._stop,
+                        ),
+                        name=f"ticks-{account_id}",
+                    )
+                )
         log.info(
             "runtime started",
             instance_id=s.server.instance_id,
             workers=s.execution.workers,
             accounts=sorted(self.brokers),
         )
+
+    async def _known_tokens(self, account_id: str, tokens: list[int]) -> set[int]:
+        return set(await self.instrument_lookup.by_tokens(account_id, tokens))
 
     def _session_changed(self, account_id: str) -> None:
         """A session was stored (on any instance): the account's broker re-reads it now."""
@@ -186,6 +218,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.stream.stop()  # sockets closed with 1001 first
+        await self.market.hub.stop()
         self._stop.set()
         await self.executor.stop()
         await self.webhook_sender.stop()

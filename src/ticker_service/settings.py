@@ -236,6 +236,15 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     compression: Annotated[bool, Env("TICKER_WS_COMPRESSION", boolean)] = False
 
 
+class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Live ticks: Kite's connection limits (lower them to test the spreading), the paper feed's rate."""
+
+    feed_connections: Annotated[int, Env("TICKER_FEED_CONNECTIONS", whole(1, 3), "ticker connections per account")] = 3
+    instruments_per_connection: Annotated[int, Env("TICKER_FEED_INSTRUMENTS_PER_CONNECTION", whole(1, 3000))] = 3000
+    # seconds between two ticks of a subscribed instrument on a paper account
+    paper_tick_interval: Annotated[float, Env("TICKER_PAPER_TICK_INTERVAL", number(0.01))] = 1.0
+
+
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     level: Annotated[str, Env("LOG_LEVEL", one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True))] = (
         "INFO"
@@ -250,6 +259,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     execution: ExecutionSettings = msgspec.field(default_factory=ExecutionSettings)
     webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
+    market: MarketDataSettings = msgspec.field(default_factory=MarketDataSettings)
     logging: LogSettings = msgspec.field(default_factory=LogSettings)
 
     # the two looked up on every request

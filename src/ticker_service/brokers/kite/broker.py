@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -39,7 +39,7 @@ from ticker_service.brokers.kite.feed import ticker_orders
 from ticker_service.brokers.kite.limits import KiteTurns, TurnMissed, check_turn, send_by
 from ticker_service.brokers.kite.mapping import jsonable, latest, to_order
 from ticker_service.brokers.kite.session import AccountSession
-from ticker_service.brokers.kite.ticker import KiteTickerClient
+from ticker_service.brokers.kite.ticker_group import KiteTickerGroup
 from ticker_service.brokers.registry import BrokerContext
 
 log = structlog.get_logger("ticker.kite")
@@ -80,7 +80,10 @@ class KiteBroker:
         self.read_timeout = settings.execution.broker_timeout
         self.silence_timeout = settings.execution.feed_silence_seconds
         self.instance_id = settings.server.instance_id
-        self.ticker: KiteTickerClient | None = None  # while this process follows the account
+        self.ticker: KiteTickerGroup | None = None  # while this process follows the account
+        self.feed_limits = (settings.market.feed_connections, settings.market.instruments_per_connection)
+        # set by the runtime: runs the account's tick holder on the ticker connections while followed
+        self.tick_holder: Callable[[KiteTickerGroup], Coroutine[Any, Any, None]] | None = None
 
     # ---- calls ---------------------------------------------------------------------------------
 
