@@ -26,6 +26,8 @@ from ticker_service.batches.service import BatchService
 from ticker_service.brokers.registry import route_handlers as broker_routes
 from ticker_service.db.embedded import resolve_database_url
 from ticker_service.db.migrate import run_migrations
+from ticker_service.marketdata.subscriptions.controllers import SubscriptionsController
+from ticker_service.marketdata.ticks.controllers import TickStreamController
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
 from ticker_service.orders.service import OrderService
 from ticker_service.runtime import Runtime
@@ -149,6 +151,8 @@ def create_app(
             BatchesController,
             WebhooksController,
             OrderStreamController,
+            SubscriptionsController,
+            TickStreamController,
             AccountsController,
             SystemController,
             *broker_routes(),

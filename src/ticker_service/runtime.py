@@ -18,13 +18,13 @@ from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker, SessionBroker
+from ticker_service.brokers.kite.broker import KiteBroker
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
 from ticker_service.instruments import load_instruments
 from ticker_service.jobs import maintenance
-from ticker_service.brokers.kite.broker import KiteBroker
-from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.jobs.singleton import (
     CLEANUP_LOCK,
     RECONCILE_LOCK,
@@ -36,6 +36,7 @@ from ticker_service.jobs.singleton import (
     tick_lock,
 )
 from ticker_service.marketdata.subscriptions.instruments import BookLookup, Lookup
+from ticker_service.marketdata.subscriptions.service import SubscriptionService
 from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, WANTS_CHANNEL
 from ticker_service.marketdata.ticks.runner import MarketData
 from ticker_service.orders.lifecycle.executor import Executor
@@ -112,6 +113,9 @@ class Runtime:
                     log.exception("could not read a broker session at start-up", account_id=broker.account_id)
         await self.stream.start()
         self.market.pool = self.pool
+        self.subscriptions = SubscriptionService(
+            self.pool, self.instrument_lookup, self.market.limits, self.settings.account_ids
+        )
         await self.market.hub.start(self.pool, self._known_tokens)
         for account_id, broker in self.brokers.items():
             if isinstance(broker, KiteBroker):

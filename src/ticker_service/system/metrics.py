@@ -66,7 +66,9 @@ TICKS_CONFLATED = Counter(
     ["stage"],
 )  # stage: publisher | client
 FEED_STATE = Gauge(
-    "market_feed_state", "1 for the state an account's upstream feed is in (held by this instance)", ["account", "state"]
+    "market_feed_state",
+    "1 for the state an account's upstream feed is in (held by this instance)",
+    ["account", "state"],
 )
 FEED_SUBSCRIPTIONS = Gauge(
     "market_feed_subscriptions", "Instruments on an account's upstream feed (held by this instance)", ["account"]

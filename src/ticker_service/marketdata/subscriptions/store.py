@@ -9,7 +9,9 @@ from ticker_service.marketdata.ticks.channel import WANTS_CHANNEL
 
 STORED = "stored"  # the wants notification's kind when the stored list changed
 
-_LIST = "SELECT instrument_token, mode FROM market_subscriptions WHERE account_id = $1 ORDER BY created_at, instrument_token"
+_LIST = """
+SELECT instrument_token, mode FROM market_subscriptions WHERE account_id = $1 ORDER BY created_at, instrument_token
+"""
 _ADD = """
 INSERT INTO market_subscriptions (account_id, instrument_token, mode)
 SELECT $1, t, m FROM unnest($2::bigint[], $3::text[]) AS u(t, m)
