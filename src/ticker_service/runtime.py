@@ -32,6 +32,15 @@ from ticker_service.jobs.singleton import (
     hold_singleton,
     run_singleton,
 )
+from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
+from ticker_service.marketdata.instruments.expiry import Holidays
+from ticker_service.marketdata.instruments.paper_list import RollingInstrumentBook
+from ticker_service.marketdata.instruments.refresh import (
+    JOB_INTERVAL,
+    REFRESH_JOB_LOCK,
+    DumpSource,
+    refresh_stale_dumps,
+)
 from ticker_service.orders.lifecycle.executor import Executor
 from ticker_service.orders.mirror import follow_order_updates
 from ticker_service.orders.service import OrderService
@@ -40,6 +49,7 @@ from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, T
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
 from ticker_service.webhooks.service import WebhookService
@@ -56,7 +66,11 @@ class Runtime:
         # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
         # executor, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
         self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
-        self.instruments = load_instruments(settings.accounts.instruments_file)
+        # the paper list (intake checks and the paper broker read it): the listed instruments plus the
+        # day's monthly index contracts, rolled every minute by `_roll_instruments`
+        self.instruments = RollingInstrumentBook(
+            load_instruments(settings.accounts.instruments_file), today_ist(), Holidays(settings.market.holidays)
+        )
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())
@@ -66,6 +80,7 @@ class Runtime:
         self.brokers: dict[str, Broker]
         self.executor: Executor
         self.orders: OrderService
+        self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
@@ -84,6 +99,9 @@ class Runtime:
             self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
         )
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
+        dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
+        self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
         self.batches = BatchService(self.pool, self.orders, self.waiters)
         self.accounts = AccountsService(
             self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
@@ -141,6 +159,18 @@ class Runtime:
                 ),
                 name="webhook-fanout",
             ),
+            asyncio.create_task(self._every(60.0, self._roll_instruments), name="instrument-roll"),
+            asyncio.create_task(
+                run_singleton(
+                    "instrument-dumps",
+                    self.dsn,
+                    REFRESH_JOB_LOCK,
+                    lambda: refresh_stale_dumps(self.pool, dump_sources),
+                    lambda: JOB_INTERVAL,
+                    self._stop,
+                ),
+                name="instrument-dumps",
+            ),
             asyncio.create_task(
                 run_singleton("cleanup", self.dsn, CLEANUP_LOCK, cleanup_step, lambda: 30.0, self._stop),
                 name="cleanup",
@@ -167,6 +197,10 @@ class Runtime:
             workers=s.execution.workers,
             accounts=sorted(self.brokers),
         )
+
+    async def _roll_instruments(self) -> None:
+        if self.instruments.roll(today_ist()):
+            log.info("paper instruments rolled", day=str(self.instruments.day), instruments=len(self.instruments))
 
     def _session_changed(self, account_id: str) -> None:
         """A session was stored (on any instance): the account's broker re-reads it now."""
