@@ -35,7 +35,15 @@ from ticker_service.jobs.singleton import (
     run_singleton,
     tick_lock,
 )
-from ticker_service.marketdata.subscriptions.instruments import BookLookup, Lookup
+from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
+from ticker_service.marketdata.instruments.expiry import Holidays
+from ticker_service.marketdata.instruments.paper_list import RollingInstrumentBook
+from ticker_service.marketdata.instruments.refresh import (
+    JOB_INTERVAL,
+    REFRESH_JOB_LOCK,
+    DumpSource,
+    refresh_stale_dumps,
+)
 from ticker_service.marketdata.subscriptions.service import SubscriptionService
 from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, WANTS_CHANNEL
 from ticker_service.marketdata.ticks.runner import MarketData
@@ -47,6 +55,7 @@ from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, T
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
 from ticker_service.webhooks.service import WebhookService
@@ -63,7 +72,11 @@ class Runtime:
         # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
         # executor, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
         self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
-        self.instruments = load_instruments(settings.accounts.instruments_file)
+        # the paper list (intake checks and the paper broker read it): the listed instruments plus the
+        # day's monthly index contracts, rolled every minute by `_roll_instruments`
+        self.instruments = RollingInstrumentBook(
+            load_instruments(settings.accounts.instruments_file), today_ist(), Holidays(settings.market.holidays)
+        )
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())
@@ -73,6 +86,7 @@ class Runtime:
         self.brokers: dict[str, Broker]
         self.executor: Executor
         self.orders: OrderService
+        self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
@@ -80,7 +94,6 @@ class Runtime:
         self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
         self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
         self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
-        self.instrument_lookup: Lookup = BookLookup(self.instruments)
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -95,6 +108,9 @@ class Runtime:
             self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
         )
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
+        dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
+        self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
         self.batches = BatchService(self.pool, self.orders, self.waiters)
         self.accounts = AccountsService(
             self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
@@ -114,7 +130,7 @@ class Runtime:
         await self.stream.start()
         self.market.pool = self.pool
         self.subscriptions = SubscriptionService(
-            self.pool, self.instrument_lookup, self.market.limits, self.settings.account_ids
+            self.pool, self.catalogue, self.market.limits, self.settings.account_ids
         )
         await self.market.hub.start(self.pool, self._known_tokens)
         for account_id, broker in self.brokers.items():
@@ -160,6 +176,18 @@ class Runtime:
                 ),
                 name="webhook-fanout",
             ),
+            asyncio.create_task(self._every(60.0, self._roll_instruments), name="instrument-roll"),
+            asyncio.create_task(
+                run_singleton(
+                    "instrument-dumps",
+                    self.dsn,
+                    REFRESH_JOB_LOCK,
+                    lambda: refresh_stale_dumps(self.pool, dump_sources),
+                    lambda: JOB_INTERVAL,
+                    self._stop,
+                ),
+                name="instrument-dumps",
+            ),
             asyncio.create_task(
                 run_singleton("cleanup", self.dsn, CLEANUP_LOCK, cleanup_step, lambda: 30.0, self._stop),
                 name="cleanup",
@@ -202,7 +230,10 @@ class Runtime:
         )
 
     async def _known_tokens(self, account_id: str, tokens: list[int]) -> set[int]:
-        return set(await self.instrument_lookup.by_tokens(account_id, tokens))
+        return set(await self.catalogue.by_tokens(account_id, tokens))
+    async def _roll_instruments(self) -> None:
+        if self.instruments.roll(today_ist()):
+            log.info("paper instruments rolled", day=str(self.instruments.day), instruments=len(self.instruments))
 
     def _session_changed(self, account_id: str) -> None:
         """A session was stored (on any instance): the account's broker re-reads it now."""

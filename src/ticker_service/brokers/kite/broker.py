@@ -216,6 +216,13 @@ class KiteBroker:
         margins: dict[str, Any] = jsonable(await self._read(lambda kite: kite.margins()))
         return margins
 
+    # ---- market data ---------------------------------------------------------------------------
+
+    async def instrument_dump(self) -> list[dict[str, Any]]:
+        """Kite's instrument list (every exchange), as kiteconnect parses it; one read turn."""
+        dump: list[dict[str, Any]] = await self._read(lambda kite: kite.instruments())
+        return dump
+
     async def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
         """The account's ticker connection (its order messages) and the breaker's probes, in the one
         process that follows this account."""
