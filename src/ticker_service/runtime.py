@@ -231,6 +231,7 @@ class Runtime:
 
     async def _known_tokens(self, account_id: str, tokens: list[int]) -> set[int]:
         return set(await self.catalogue.by_tokens(account_id, tokens))
+
     async def _roll_instruments(self) -> None:
         if self.instruments.roll(today_ist()):
             log.info("paper instruments rolled", day=str(self.instruments.day), instruments=len(self.instruments))

@@ -20,9 +20,10 @@ import structlog
 from ticker_service.accounts import feeds
 from ticker_service.brokers.base import BrokerOrder
 from ticker_service.brokers.kite.mapping import PSEUDO_UPDATE, to_order
-from ticker_service.brokers.kite.ticker import TickerConfig, TickerStatus
+from ticker_service.brokers.kite.ticker import TickerConfig, TickerState, TickerStatus
 from ticker_service.brokers.kite.ticker_group import KiteTickerGroup
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+from ticker_service.system import metrics
 
 if TYPE_CHECKING:
     from ticker_service.brokers.kite.broker import KiteBroker
@@ -108,6 +109,8 @@ async def _record_states(broker: KiteBroker, client: KiteTickerGroup) -> None:
     while True:
         status = client.status()
         now = (status.state.value, status.last_error)
+        for state in TickerState:  # no secrets in labels: the account and the state's name only
+            metrics.FEED_STATE.labels(account=broker.account_id, state=state.value).set(state == status.state)
         unchanged += 1
         if now != seen or unchanged >= 10:
             try:

@@ -31,22 +31,22 @@ class SubscriptionService:
         self._check_account(req.account_id)
         tokens = req.tokens
         if not tokens and not req.instruments:
-            raise FieldError("instrument_token", "instrument_token: give one or more tokens, or `instruments`")
+            raise FieldError("instrument_token", "give one or more tokens, or `instruments`")
         found = await self.lookup.by_tokens(req.account_id, tokens) if tokens else {}
         unknown = [t for t in tokens if t not in found]
         if unknown:
-            raise FieldError("instrument_token", f"instrument_token: unknown instrument(s) {unknown[:20]}")
+            raise FieldError("instrument_token", f"unknown instrument(s) {unknown[:20]}")
         if req.instruments:
             named = await self.lookup.by_symbols(req.account_id, req.instruments)
             missing = [s for s in req.instruments if s not in named]
             if missing:
-                raise FieldError("instruments", f"instruments: unknown instrument(s) {missing[:20]}")
+                raise FieldError("instruments", f"unknown instrument(s) {missing[:20]}")
             tokens = tokens + [i.instrument_token for i in named.values()]
         modes: dict[int, Mode] = dict.fromkeys(tokens, req.mode)
         try:
             self.limits.check(await leases.desired(self.pool, req.account_id), modes)
         except LimitExceeded as exc:
-            raise FieldError("instrument_token", str(exc)) from None
+            raise FieldError("instrument_token", str(exc).removeprefix("instrument_token: ")) from None
         await store.add(self.pool, req.account_id, modes)
         return await self.list(req.account_id)
 
@@ -69,7 +69,7 @@ class SubscriptionService:
     async def unsubscribe(self, account_id: str, raw_token: str) -> SubscriptionsView:
         self._check_account(account_id)
         if not raw_token.isdigit() or len(raw_token) > 10:
-            raise FieldError("instrument_token", f"instrument_token: not an instrument token: {raw_token[:20]!r}")
+            raise FieldError("instrument_token", f"not an instrument token: {raw_token[:20]!r}")
         if not await store.remove(self.pool, account_id, int(raw_token)):
-            raise FieldError("instrument_token", f"instrument_token: {raw_token} is not subscribed", status_code=404)
+            raise FieldError("instrument_token", f"{raw_token} is not subscribed", status_code=404)
         return await self.list(account_id)
