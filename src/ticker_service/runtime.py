@@ -18,6 +18,7 @@ from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker, SessionBroker
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
@@ -32,6 +33,9 @@ from ticker_service.jobs.singleton import (
     hold_singleton,
     run_singleton,
 )
+from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
+from ticker_service.marketdata.history.kite import CandleSource
+from ticker_service.marketdata.history.service import HistoryService
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.marketdata.instruments.expiry import Holidays
 from ticker_service.marketdata.instruments.paper_list import RollingInstrumentBook
@@ -81,6 +85,9 @@ class Runtime:
         self.executor: Executor
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.history: HistoryService  # candles (marketdata/history)
+        # candles from live ticks: a seam the tick stream fills in; until then the broker's answer stands
+        self.forming_candles: FormingCandles = NoFormingCandles()
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
@@ -102,6 +109,13 @@ class Runtime:
         paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
         dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
         self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
+        self.history = HistoryService(
+            self.pool,
+            self.catalogue,
+            {a: c.seed for a, c in self.settings.accounts.brokers.items() if isinstance(c, PaperAccount)},
+            {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, CandleSource)},
+            self.forming_candles,
+        )
         self.batches = BatchService(self.pool, self.orders, self.waiters)
         self.accounts = AccountsService(
             self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
