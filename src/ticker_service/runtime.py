@@ -18,7 +18,6 @@ from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker, SessionBroker
-from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
@@ -35,6 +34,7 @@ from ticker_service.jobs.singleton import (
 )
 from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
 from ticker_service.marketdata.history.kite import CandleSource
+from ticker_service.marketdata.history.paper import PriceModel
 from ticker_service.marketdata.history.service import HistoryService
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.marketdata.instruments.expiry import Holidays
@@ -112,7 +112,7 @@ class Runtime:
         self.history = HistoryService(
             self.pool,
             self.catalogue,
-            {a: c.seed for a, c in self.settings.accounts.brokers.items() if isinstance(c, PaperAccount)},
+            {a: b for a, b in self.brokers.items() if a in paper_accounts and isinstance(b, PriceModel)},
             {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, CandleSource)},
             self.forming_candles,
         )

@@ -24,7 +24,7 @@ from ticker_service.marketdata.history.candles import Candle
 from ticker_service.marketdata.history.forming import FormingCandles
 from ticker_service.marketdata.history.intervals import INTERVALS, Interval, estimated_candles, settled_before
 from ticker_service.marketdata.history.kite import CandleSource, fetch_gap
-from ticker_service.marketdata.history.paper import paper_candles
+from ticker_service.marketdata.history.paper import PriceModel, paper_candles
 from ticker_service.marketdata.history.windows import subtract
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.system.errors import ApiError, FieldError
@@ -56,18 +56,18 @@ class HistoryService:
         self,
         pool: asyncpg.Pool,
         catalogue: InstrumentCatalogue,
-        paper_seeds: Mapping[str, int],
+        models: Mapping[str, PriceModel],
         sources: Mapping[str, CandleSource],
         forming: FormingCandles,
     ) -> None:
         self.pool = pool
         self.catalogue = catalogue
-        self.paper_seeds = dict(paper_seeds)
+        self.models = dict(models)
         self.sources = dict(sources)
         self.forming = forming
 
     def knows(self, account_id: str) -> bool:
-        return account_id in self.paper_seeds or account_id in self.sources
+        return account_id in self.models or account_id in self.sources
 
     async def candles(self, account_id: str, query: HistoryQuery) -> list[Candle]:
         interval = interval_of(query.interval)
@@ -79,16 +79,17 @@ class HistoryService:
         if instrument is None:
             raise FieldError("instrument_token", f"unknown instrument_token {query.instrument_token}")
         now = utcnow()
-        if account_id in self.paper_seeds:
-            found = await self._paper(instrument, interval, query, self.paper_seeds[account_id], now)
+        model = self.models.get(account_id)
+        if model is not None:
+            found = await self._paper(instrument, interval, query, model, now)
         else:
             found = await self._kite(account_id, interval, query, now)
         return await self._with_forming(account_id, query, interval, found, now)
 
     async def _paper(
-        self, instrument: Instrument, interval: Interval, q: HistoryQuery, seed: int, now: datetime
+        self, instrument: Instrument, interval: Interval, q: HistoryQuery, model: PriceModel, now: datetime
     ) -> list[Candle]:
-        args = (instrument, interval, q.start, q.end, seed, now)
+        args = (instrument, interval, q.start, q.end, model, now)
         if estimated_candles(interval, q.start, q.end) > _THREAD_ABOVE:
             return await asyncio.to_thread(paper_candles, *args)
         return paper_candles(*args)
