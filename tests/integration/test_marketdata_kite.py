@@ -143,3 +143,20 @@ async def test_kite_history_refuses_bad_input_before_asking_kite(database_url: s
             r = await c.get("/history", params=good | change)
             assert r.status_code == 422 and r.json()["field"] == field, (change, r.text)
         assert await count(kite, "market.historical") == 0
+
+
+async def test_requests_for_the_same_range_at_once_ask_kite_once(database_url: str, kite: FakeKiteThread) -> None:
+    token = await kite.do(kite.fake.issue_access_token)
+    params = {
+        "account_id": ACCOUNT,
+        "instrument_token": INFY,
+        "interval": "day",
+        "from_ts": "2021-01-01",
+        "to_ts": "2025-12-31",
+    }
+    async with kite_client(database_url, kite, token=token) as c:
+        answers = await asyncio.gather(*(c.get("/history", params=params) for _ in range(3)))
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        assert answers[0].json() == answers[1].json() == answers[2].json()
+        assert len(answers[0].json()["candles"]) > 1200
+        assert await windows(kite) == [("2021-01-01 00:00:00", "2025-12-31 00:00:00")]  # one window (day: 2,000 days)

@@ -65,6 +65,9 @@ class HistoryService:
         self.models = dict(models)
         self.sources = dict(sources)
         self.forming = forming
+        # one fetch at a time per series in this process, so two requests for the same range ask Kite
+        # once (the second finds the first's candles stored); across instances they may both ask
+        self._series_locks: dict[store.SeriesKey, asyncio.Lock] = {}
 
     def knows(self, account_id: str) -> bool:
         return account_id in self.models or account_id in self.sources
@@ -97,6 +100,17 @@ class HistoryService:
     async def _kite(self, account_id: str, interval: Interval, q: HistoryQuery, now: datetime) -> list[Candle]:
         source = self.sources[account_id]
         key = store.SeriesKey(account_id, q.instrument_token, interval.name, q.continuous)
+        lock = self._series_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._kite_locked(source, key, interval, q, now)
+        finally:
+            if not lock.locked() and self._series_locks.get(key) is lock:
+                del self._series_locks[key]
+
+    async def _kite_locked(
+        self, source: CandleSource, key: store.SeriesKey, interval: Interval, q: HistoryQuery, now: datetime
+    ) -> list[Candle]:
         want = (q.start, q.end)
         settled = settled_before(interval, now)
         fresh: dict[datetime, Candle] = {}
