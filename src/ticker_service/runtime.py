@@ -35,6 +35,10 @@ from ticker_service.jobs.singleton import (
     run_singleton,
     tick_lock,
 )
+from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
+from ticker_service.marketdata.history.kite import CandleSource
+from ticker_service.marketdata.history.paper import PriceModel
+from ticker_service.marketdata.history.service import HistoryService
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.marketdata.instruments.expiry import Holidays
 from ticker_service.marketdata.instruments.paper_list import RollingInstrumentBook
@@ -87,6 +91,9 @@ class Runtime:
         self.executor: Executor
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.history: HistoryService  # candles (marketdata/history)
+        # candles from live ticks: a seam the tick stream fills in; until then the broker's answer stands
+        self.forming_candles: FormingCandles = NoFormingCandles()
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
@@ -111,6 +118,13 @@ class Runtime:
         paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
         dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
         self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
+        self.history = HistoryService(
+            self.pool,
+            self.catalogue,
+            {a: b for a, b in self.brokers.items() if a in paper_accounts and isinstance(b, PriceModel)},
+            {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, CandleSource)},
+            self.forming_candles,
+        )
         self.batches = BatchService(self.pool, self.orders, self.waiters)
         self.accounts = AccountsService(
             self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
