@@ -26,6 +26,10 @@ from ticker_service.batches.service import BatchService
 from ticker_service.brokers.registry import route_handlers as broker_routes
 from ticker_service.db.embedded import resolve_database_url
 from ticker_service.db.migrate import run_migrations
+from ticker_service.marketdata.history.controllers import HistoryController
+from ticker_service.marketdata.instruments.controllers import InstrumentsController
+from ticker_service.marketdata.subscriptions.controllers import SubscriptionsController
+from ticker_service.marketdata.ticks.controllers import TickStreamController
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
 from ticker_service.orders.service import OrderService
 from ticker_service.runtime import Runtime
@@ -149,7 +153,11 @@ def create_app(
             BatchesController,
             WebhooksController,
             OrderStreamController,
+            SubscriptionsController,
+            TickStreamController,
             AccountsController,
+            InstrumentsController,
+            HistoryController,
             SystemController,
             *broker_routes(),
             assets_router(),  # the API docs' scripts and styles: no CDN

@@ -18,6 +18,8 @@ from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
 from ticker_service.brokers.base import Broker, SessionBroker
+from ticker_service.brokers.kite.broker import KiteBroker
+from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
@@ -31,7 +33,24 @@ from ticker_service.jobs.singleton import (
     check_account_locks,
     hold_singleton,
     run_singleton,
+    tick_lock,
 )
+from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
+from ticker_service.marketdata.history.kite import CandleSource
+from ticker_service.marketdata.history.paper import PriceModel
+from ticker_service.marketdata.history.service import HistoryService
+from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
+from ticker_service.marketdata.instruments.expiry import Holidays
+from ticker_service.marketdata.instruments.paper_list import RollingInstrumentBook
+from ticker_service.marketdata.instruments.refresh import (
+    JOB_INTERVAL,
+    REFRESH_JOB_LOCK,
+    DumpSource,
+    refresh_stale_dumps,
+)
+from ticker_service.marketdata.subscriptions.service import SubscriptionService
+from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, WANTS_CHANNEL
+from ticker_service.marketdata.ticks.runner import MarketData
 from ticker_service.orders.lifecycle.executor import Executor
 from ticker_service.orders.mirror import follow_order_updates
 from ticker_service.orders.service import OrderService
@@ -40,6 +59,7 @@ from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, T
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
 from ticker_service.webhooks.service import WebhookService
@@ -56,7 +76,11 @@ class Runtime:
         # SQLAlchemy for the occasional queries (health, task lists, clean-up); the hot paths (intake,
         # executor, paper broker, mirror, outbox) run on the raw asyncpg pool made by start()
         self.engine = create_engine(database_url, pool_size=5, max_overflow=5)
-        self.instruments = load_instruments(settings.accounts.instruments_file)
+        # the paper list (intake checks and the paper broker read it): the listed instruments plus the
+        # day's monthly index contracts, rolled every minute by `_roll_instruments`
+        self.instruments = RollingInstrumentBook(
+            load_instruments(settings.accounts.instruments_file), today_ist(), Holidays(settings.market.holidays)
+        )
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
         self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())
@@ -66,10 +90,17 @@ class Runtime:
         self.brokers: dict[str, Broker]
         self.executor: Executor
         self.orders: OrderService
+        self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.history: HistoryService  # candles (marketdata/history)
+        # candles from live ticks: a seam the tick stream fills in; until then the broker's answer stands
+        self.forming_candles: FormingCandles = NoFormingCandles()
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
         self.listener.subscribe(EVENTS_CHANNEL, self.stream.on_notify)
+        self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
+        self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
+        self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -84,6 +115,16 @@ class Runtime:
             self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
         )
         self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
+        paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
+        dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
+        self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
+        self.history = HistoryService(
+            self.pool,
+            self.catalogue,
+            {a: b for a, b in self.brokers.items() if a in paper_accounts and isinstance(b, PriceModel)},
+            {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, CandleSource)},
+            self.forming_candles,
+        )
         self.batches = BatchService(self.pool, self.orders, self.waiters)
         self.accounts = AccountsService(
             self.pool, self.settings, self.brokers, SessionStore(self.pool, self.settings.accounts.secret_key)
@@ -101,6 +142,14 @@ class Runtime:
                 except Exception:
                     log.exception("could not read a broker session at start-up", account_id=broker.account_id)
         await self.stream.start()
+        self.market.pool = self.pool
+        self.subscriptions = SubscriptionService(
+            self.pool, self.catalogue, self.market.limits, self.settings.account_ids
+        )
+        await self.market.hub.start(self.pool, self._known_tokens)
+        for account_id, broker in self.brokers.items():
+            if isinstance(broker, KiteBroker):
+                broker.tick_holder = self.market.holder(account_id, self.pool)
         await self.listener.start()
         await self.executor.start()
         await self.webhook_sender.start()
@@ -141,6 +190,18 @@ class Runtime:
                 ),
                 name="webhook-fanout",
             ),
+            asyncio.create_task(self._every(60.0, self._roll_instruments), name="instrument-roll"),
+            asyncio.create_task(
+                run_singleton(
+                    "instrument-dumps",
+                    self.dsn,
+                    REFRESH_JOB_LOCK,
+                    lambda: refresh_stale_dumps(self.pool, dump_sources),
+                    lambda: JOB_INTERVAL,
+                    self._stop,
+                ),
+                name="instrument-dumps",
+            ),
             asyncio.create_task(
                 run_singleton("cleanup", self.dsn, CLEANUP_LOCK, cleanup_step, lambda: 30.0, self._stop),
                 name="cleanup",
@@ -161,12 +222,33 @@ class Runtime:
                     name=f"order-updates-{account_id}",
                 )
             )
+        for account_id, config in s.accounts.brokers.items():
+            if isinstance(config, PaperAccount):
+                self._background.append(
+                    asyncio.create_task(
+                        hold_singleton(
+                            f"ticks-{account_id}",
+                            self.dsn,
+                            tick_lock(account_id),
+                            functools.partial(self.market.run_paper, account_id, config, self.instruments),
+                            self._stop,
+                        ),
+                        name=f"ticks-{account_id}",
+                    )
+                )
         log.info(
             "runtime started",
             instance_id=s.server.instance_id,
             workers=s.execution.workers,
             accounts=sorted(self.brokers),
         )
+
+    async def _known_tokens(self, account_id: str, tokens: list[int]) -> set[int]:
+        return set(await self.catalogue.by_tokens(account_id, tokens))
+
+    async def _roll_instruments(self) -> None:
+        if self.instruments.roll(today_ist()):
+            log.info("paper instruments rolled", day=str(self.instruments.day), instruments=len(self.instruments))
 
     def _session_changed(self, account_id: str) -> None:
         """A session was stored (on any instance): the account's broker re-reads it now."""
@@ -186,6 +268,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.stream.stop()  # sockets closed with 1001 first
+        await self.market.hub.stop()
         self._stop.set()
         await self.executor.stop()
         await self.webhook_sender.stop()

@@ -14,6 +14,7 @@ import typing
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -121,6 +122,13 @@ def readable_file(name: str, raw: str) -> str:
     if not Path(raw).is_file():
         raise SettingsError(f"{name}: no such file: {raw!r}")
     return raw
+
+
+def date_list(name: str, raw: str) -> tuple[date, ...]:
+    try:
+        return tuple(date.fromisoformat(p.strip()) for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise SettingsError(f"{name}: expected comma-separated dates (yyyy-mm-dd), got {raw!r}") from None
 
 
 def fernet_key(name: str, raw: str) -> str:
@@ -236,6 +244,19 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     compression: Annotated[bool, Env("TICKER_WS_COMPRESSION", boolean)] = False
 
 
+class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Instruments and candles, live ticks (`marketdata/`)."""
+
+    # NSE trading holidays beyond the fixed-date ones built in (Jan 26, May 1, Aug 15, Oct 2, Dec 25): a
+    # monthly expiry on one moves to the trading day before
+    holidays: Annotated[tuple[date, ...], Env("TICKER_MARKET_HOLIDAYS", date_list, "comma-separated dates")] = ()
+    # Kite's ticker limits per account (API key); lower them to see the feed spread over connections
+    feed_connections: Annotated[int, Env("TICKER_FEED_CONNECTIONS", whole(1, 3), "ticker connections per account")] = 3
+    instruments_per_connection: Annotated[int, Env("TICKER_FEED_INSTRUMENTS_PER_CONNECTION", whole(1, 3000))] = 3000
+    # seconds between two ticks of a subscribed instrument on a paper account
+    paper_tick_interval: Annotated[float, Env("TICKER_PAPER_TICK_INTERVAL", number(0.01))] = 1.0
+
+
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     level: Annotated[str, Env("LOG_LEVEL", one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True))] = (
         "INFO"
@@ -251,6 +272,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     logging: LogSettings = msgspec.field(default_factory=LogSettings)
+    market: MarketDataSettings = msgspec.field(default_factory=MarketDataSettings)
 
     # the two looked up on every request
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -19,3 +19,8 @@ def rfc3339(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=IST)
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def today_ist() -> date:
+    """Today in Asia/Kolkata: the exchange's day (contracts roll, sessions open by it)."""
+    return datetime.now(IST).date()

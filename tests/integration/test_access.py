@@ -42,6 +42,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/advanced/webhooks"): {"account_id": BRAVO, "url": "http://127.0.0.1:9/x", "events": ["order_placed"]},
     ("PUT", "/accounts/{account_id:str}/session"): {"access_token": "a-token-of-bravo"},
     ("POST", "/postbacks/kite/{account_id:str}"): {"order_id": "1", "order_timestamp": "2026-11-29 10:00:00"},
+    ("POST", "/subscriptions"): {"account_id": BRAVO, "instrument_token": 408065},
 }
 
 
@@ -67,6 +68,7 @@ async def snapshot(db: asyncpg.Connection) -> dict[str, Any]:
         "deliveries": [
             tuple(r) for r in await db.fetch("SELECT delivery_id, status, attempts FROM webhook_deliveries ORDER BY 1")
         ],
+        "subscriptions": [tuple(r) for r in await db.fetch("SELECT * FROM market_subscriptions ORDER BY 1, 2")],
     }
 
 
@@ -85,6 +87,10 @@ async def bravos_objects(c: AsyncTestClient[Any], receiver: Receiver, db: asyncp
     ping = await c.post(f"/advanced/webhooks/{webhook_id}/test", headers=as_bravo())
     assert ping.status_code == 202
     await eventually(lambda: db.fetchval("SELECT bool_and(status = 'delivered') FROM webhook_deliveries"))
+    subscribed = await c.post(
+        "/subscriptions", json={"account_id": BRAVO, "instrument_token": 408065}, headers=as_bravo()
+    )
+    assert subscribed.status_code == 201, subscribed.text
     return {
         "order_id": placed.json()["order_id"],
         "task_id": placed.json()["task_id"],
@@ -92,6 +98,7 @@ async def bravos_objects(c: AsyncTestClient[Any], receiver: Receiver, db: asyncp
         "webhook_id": webhook_id,
         "delivery_id": ping.json()["delivery_id"],
         "account_id": BRAVO,
+        "instrument_token": "408065",  # DELETE /subscriptions/{instrument_token}: one of bravo's
     }
 
 

@@ -11,11 +11,14 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -362,4 +365,99 @@ rate_limit_grants = Table(
         ondelete="CASCADE",
     ),
     Index("ix_rate_limit_grants_at", "api_key", "limit_name", "at", "seq"),
+)
+
+
+# ---- market data (0008) ----------------------------------------------------------------------------
+
+market_subscriptions = Table(
+    "market_subscriptions",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    CheckConstraint("mode IN ('ltp', 'quote', 'full')", name="ck_market_subscriptions_mode"),
+)
+
+instrument_dumps = Table(
+    "instrument_dumps",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("fetched_at", TZ, nullable=False),  # when the dump now stored was fetched from the broker
+    Column("instrument_count", Integer, nullable=False),
+)
+
+instruments = Table(
+    "instruments",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("exchange_token", BigInteger, nullable=False),
+    Column("tradingsymbol", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("last_price", Numeric, nullable=False, server_default=text("0")),
+    Column("expiry", Date),
+    Column("strike", Numeric, nullable=False, server_default=text("0")),
+    Column("tick_size", Numeric, nullable=False),
+    Column("lot_size", Integer, nullable=False),
+    Column("instrument_type", Text, nullable=False),
+    Column("segment", Text, nullable=False),
+    Column("exchange", Text, nullable=False),
+    Index("ix_instruments_symbol", "account_id", "exchange", "tradingsymbol"),
+    Index("ix_instruments_name", "account_id", "name", "expiry"),
+)
+
+candles = Table(
+    "candles",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("interval", Text, primary_key=True),
+    Column("continuous", Boolean, primary_key=True),
+    Column("ts", TZ, primary_key=True),  # the candle's start
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("volume", BigInteger, nullable=False),
+    Column("oi", BigInteger),
+)
+
+candle_ranges = Table(
+    "candle_ranges",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("interval", Text, primary_key=True),
+    Column("continuous", Boolean, primary_key=True),
+    Column("from_ts", TZ, primary_key=True),  # every candle starting in [from_ts, to_ts) is stored
+    Column("to_ts", TZ, nullable=False),
+    CheckConstraint("from_ts < to_ts", name="ck_candle_ranges_order"),
+)
+
+# ---- live ticks (0009): UNLOGGED, latest-value data and leases ------------------------------------
+
+market_ticks = Table(
+    "market_ticks",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("packet", LargeBinary, nullable=False),  # Kite's binary packet of the latest tick
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    prefixes=["UNLOGGED"],
+)
+
+market_tick_wants = Table(
+    "market_tick_wants",
+    metadata,
+    Column("instance_id", Text, primary_key=True),
+    Column("account_id", Text, primary_key=True),
+    Column("tokens", ARRAY(BigInteger), nullable=False),
+    Column("modes", ARRAY(Text), nullable=False),
+    Column("lease_until", TZ, nullable=False),
+    CheckConstraint("cardinality(tokens) = cardinality(modes)", name="ck_market_tick_wants_shape"),
+    CheckConstraint("modes <@ ARRAY['ltp', 'quote', 'full']::text[]", name="ck_market_tick_wants_modes"),
+    Index("ix_market_tick_wants_account", "account_id", "lease_until"),
+    prefixes=["UNLOGGED"],
 )

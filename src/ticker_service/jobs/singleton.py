@@ -22,11 +22,17 @@ RECONCILE_LOCK = 0x7469636B_0003
 CLEANUP_LOCK = 0x7469636B_0004
 WEBHOOK_FANOUT_LOCK = 0x7469636B_0005
 _ACCOUNT_LOCKS = 0x7469636C_00000000  # + a 32-bit hash of the account id: one lock per account
+_TICK_LOCKS = 0x7469636D_00000000  # the same, for a paper account's tick feed
 
 
 def account_lock(account_id: str) -> int:
     """The advisory lock of an account's singleton (its broker's order-update stream)."""
     return _ACCOUNT_LOCKS + zlib.crc32(account_id.encode())
+
+
+def tick_lock(account_id: str) -> int:
+    """The advisory lock of a paper account's tick feed (a Kite account's rides its order stream's)."""
+    return _TICK_LOCKS + zlib.crc32(account_id.encode())
 
 
 def check_account_locks(account_ids: Iterable[str]) -> None:

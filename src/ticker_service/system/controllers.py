@@ -87,10 +87,13 @@ class SystemController(Controller):
                 problems.append(f"account {account_id}: {state.replace('_', ' ')}: {reason}")
             if feed is not None and feed["state"] != "connected":
                 problems.append(f"account {account_id}: broker feed {feed['state']}")
+        # the broker feeds (Kite's ticker connections, the paper price model) as their holders last recorded them
+        feed_states = {account_id: feed["state"] for account_id, feed in followed.items()}
         body = {
             "status": "degraded" if problems else "ok",
             "ticker": {
-                "running": runtime.executor.running,
+                "running": runtime.executor.running and all(state == "connected" for state in feed_states.values()),
+                "feeds": feed_states,
                 "tasks_pending": sum(counts.get(s, 0) for s in IN_FLIGHT),
                 "tasks_completed": counts.get(TaskStatus.COMPLETED, 0),
             },

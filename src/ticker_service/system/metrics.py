@@ -56,3 +56,21 @@ WEBHOOK_PENDING = Gauge(
     "webhook_deliveries_pending",
     "Deliveries not yet delivered nor dead (pending, sending, retrying; sampled by /health)",
 )
+# market data (marketdata/ticks): ticks are lossy by design, so conflation is counted, not an error
+TICKS_IN = Counter("market_ticks_in_total", "Ticks received from an account's upstream feed by its holder", ["account"])
+TICKS_PUBLISHED = Counter("market_ticks_published_total", "Ticks published through PostgreSQL by feed holders")
+TICKS_OUT = Counter("market_ticks_out_total", "Ticks sent to WebSocket clients by this instance", ["endpoint"])
+TICKS_CONFLATED = Counter(
+    "market_ticks_conflated_total",
+    "Ticks replaced by a newer one of the same instrument before a client (or the publisher) took them",
+    ["stage"],
+)  # stage: publisher | client
+FEED_STATE = Gauge(
+    "market_feed_state",
+    "1 for the state an account's upstream feed is in (held by this instance)",
+    ["account", "state"],
+)
+FEED_SUBSCRIPTIONS = Gauge(
+    "market_feed_subscriptions", "Instruments on an account's upstream feed (held by this instance)", ["account"]
+)
+TICK_CLIENTS = Gauge("market_tick_clients", "Tick WebSocket clients of this instance", ["account", "endpoint"])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -39,10 +39,12 @@ from ticker_service.brokers.kite.feed import ticker_orders
 from ticker_service.brokers.kite.limits import KiteTurns, TurnMissed, check_turn, send_by
 from ticker_service.brokers.kite.mapping import jsonable, latest, to_order
 from ticker_service.brokers.kite.session import AccountSession
-from ticker_service.brokers.kite.ticker import KiteTickerClient
+from ticker_service.brokers.kite.ticker_group import KiteTickerGroup
 from ticker_service.brokers.registry import BrokerContext
+from ticker_service.timeutil import IST
 
 log = structlog.get_logger("ticker.kite")
+KITE_TIME = "%Y-%m-%d %H:%M:%S"
 T = TypeVar("T")
 
 
@@ -80,7 +82,10 @@ class KiteBroker:
         self.read_timeout = settings.execution.broker_timeout
         self.silence_timeout = settings.execution.feed_silence_seconds
         self.instance_id = settings.server.instance_id
-        self.ticker: KiteTickerClient | None = None  # while this process follows the account
+        self.ticker: KiteTickerGroup | None = None  # while this process follows the account
+        self.feed_limits = (settings.market.feed_connections, settings.market.instruments_per_connection)
+        # set by the runtime: runs the account's tick holder on the ticker connections while followed
+        self.tick_holder: Callable[[KiteTickerGroup], Coroutine[Any, Any, None]] | None = None
 
     # ---- calls ---------------------------------------------------------------------------------
 
@@ -106,11 +111,16 @@ class KiteBroker:
         self.breaker.succeeded()
         return result
 
-    async def _read(self, call: Callable[[KiteConnect], T]) -> T:
+    async def _read(self, call: Callable[[KiteConnect], T], *, history_wait: float | None = None) -> T:
+        """A read under the 10/s budget of Kite's other endpoints, or, with `history_wait`, under the
+        3/s historical budget (waiting that long at most for its turn)."""
         token = await self.session.token()
         if token is None:
             raise BrokerAuthError("no Kite session for this account")
-        await self.turns.read(deadline_in=self.read_timeout)
+        if history_wait is None:
+            await self.turns.read(deadline_in=self.read_timeout)
+        else:
+            await self.turns.historical(deadline_in=history_wait)
         try:
             result = await self.calls.run(token, call)
         except Exception as exc:
@@ -212,6 +222,34 @@ class KiteBroker:
     async def margins(self) -> dict[str, Any]:
         margins: dict[str, Any] = jsonable(await self._read(lambda kite: kite.margins()))
         return margins
+
+    # ---- market data ---------------------------------------------------------------------------
+
+    async def instrument_dump(self) -> list[dict[str, Any]]:
+        """Kite's instrument list (every exchange), as kiteconnect parses it; one read turn."""
+        dump: list[dict[str, Any]] = await self._read(lambda kite: kite.instruments())
+        return dump
+
+    async def historical_candles(
+        self,
+        instrument_token: int,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        *,
+        continuous: bool,
+        oi: bool,
+        wait: float,
+    ) -> list[dict[str, Any]]:
+        """Candles labelled in [start, end) (one request: the caller keeps within Kite's window for the
+        interval); Kite takes IST wall-clock times and an inclusive `to`."""
+        frm = start.astimezone(IST).strftime(KITE_TIME)
+        to = (end - timedelta(seconds=1)).astimezone(IST).strftime(KITE_TIME)
+        candles: list[dict[str, Any]] = await self._read(
+            lambda kite: kite.historical_data(instrument_token, frm, to, interval, continuous=continuous, oi=oi),
+            history_wait=wait,
+        )
+        return candles
 
     async def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
         """The account's ticker connection (its order messages) and the breaker's probes, in the one

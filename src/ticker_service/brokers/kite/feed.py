@@ -20,8 +20,10 @@ import structlog
 from ticker_service.accounts import feeds
 from ticker_service.brokers.base import BrokerOrder
 from ticker_service.brokers.kite.mapping import PSEUDO_UPDATE, to_order
-from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerStatus
+from ticker_service.brokers.kite.ticker import TickerConfig, TickerState, TickerStatus
+from ticker_service.brokers.kite.ticker_group import KiteTickerGroup
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+from ticker_service.system import metrics
 
 if TYPE_CHECKING:
     from ticker_service.brokers.kite.broker import KiteBroker
@@ -43,17 +45,25 @@ def update_to_order(update: OrderUpdate) -> BrokerOrder | None:
 
 
 async def ticker_orders(broker: KiteBroker) -> AsyncIterator[list[BrokerOrder]]:
-    client = KiteTickerClient(
+    connections, per_connection = broker.feed_limits
+    client = KiteTickerGroup(
         api_key=broker.config.api_key,
         access_token=broker.session.token,
         ticker_root=broker.config.ticker_root,
         account_id=broker.account_id,
-        config=TickerConfig(silence_timeout=broker.silence_timeout),
+        config=TickerConfig(silence_timeout=broker.silence_timeout, max_instruments=per_connection),
+        connections=connections,
     )
     broker.ticker = client
     stop = asyncio.Event()
     running = asyncio.create_task(client.run(stop), name=f"kite-ticker-{broker.account_id}")
     recording = asyncio.create_task(_record_states(broker, client), name=f"kite-feed-state-{broker.account_id}")
+    # the account's ticks ride the same connections: their holder runs while this process follows it
+    ticks: asyncio.Task[None] | None = (
+        asyncio.create_task(broker.tick_holder(client), name=f"kite-ticks-{broker.account_id}")
+        if broker.tick_holder is not None
+        else None
+    )
     try:
         async for updates in client.order_updates():
             orders = []
@@ -68,9 +78,11 @@ async def ticker_orders(broker: KiteBroker) -> AsyncIterator[list[BrokerOrder]]:
     finally:
         stop.set()
         broker.ticker = None
-        recording.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recording
+        for task in (recording, ticks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         await client.close()
         running.cancel()
         with contextlib.suppress(BaseException):
@@ -91,12 +103,14 @@ async def _record(broker: KiteBroker, state: str, detail: str | None, status: Ti
     )
 
 
-async def _record_states(broker: KiteBroker, client: KiteTickerClient) -> None:
+async def _record_states(broker: KiteBroker, client: KiteTickerGroup) -> None:
     seen: tuple[str, str | None] | None = None
     unchanged = 0
     while True:
         status = client.status()
         now = (status.state.value, status.last_error)
+        for state in TickerState:  # no secrets in labels: the account and the state's name only
+            metrics.FEED_STATE.labels(account=broker.account_id, state=state.value).set(state == status.state)
         unchanged += 1
         if now != seen or unchanged >= 10:
             try:

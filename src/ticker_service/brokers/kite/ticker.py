@@ -76,6 +76,9 @@ class TickerConfig(msgspec.Struct, frozen=True, kw_only=True):
     close_timeout: float = 1.0  # a dead socket must not hold up the reconnect
     tick_buffer_size: int = 10_000  # ticks held before the buffer conflates to the latest per instrument
     max_instruments: int = MAX_INSTRUMENTS_PER_CONNECTION
+    # Kite sends order messages on every connection of the user: a group's extra connections drop
+    # theirs (the first one carries them), so no inbox fills up unread
+    order_updates: bool = True
 
     def __post_init__(self) -> None:
         positive = ("silence_timeout", "backoff_initial", "backoff_max", "token_poll_interval", "connect_timeout")
@@ -522,6 +525,8 @@ class KiteTickerClient:
             self._log.error("malformed ticker text message skipped", reason=str(exc), size=len(text))
             return
         if isinstance(message, OrderUpdate):
+            if not self.config.order_updates:
+                return
             self._orders.put(message)
             if not message.typed:
                 self._log.warning("order update kept untyped: unexpected field types", order_id=message.order_id)

@@ -248,6 +248,10 @@ class PaperBroker:
     def ltp(self, instrument: Instrument) -> Decimal:
         return price_at(instrument, self.clock(), self.settings.seed)
 
+    def model_price(self, instrument: Instrument, t: float) -> Decimal:
+        """The price model's price at `t` for this account's seed (paper candles are read from it)."""
+        return price_at(instrument, t, self.settings.seed)
+
     async def _simulate_network(self, *, mutating: bool) -> None:
         if self.settings.latency_ms:
             await asyncio.sleep(self.settings.latency_ms / 1000)

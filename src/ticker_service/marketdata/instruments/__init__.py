@@ -1,0 +1,1 @@
+"""Instruments per account: the rolled paper list, Kite's daily dump kept in PostgreSQL, one catalogue."""

@@ -1,0 +1,19 @@
+"""Upstream tick feeds: what an account's holder reads ticks from (Kite's ticker, or the paper model)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ticker_service.brokers.kite.packets import Mode, Tick
+
+
+class TickFeed(Protocol):
+    """An account's upstream: told what to carry (`apply`), yields batches of ticks (`ticks`)."""
+
+    async def apply(self, desired: dict[int, Mode]) -> None:
+        """Carry exactly these instruments in these modes from now on (the holder's whole wish list)."""
+
+    def ticks(self) -> AsyncIterator[list[Tick]]:
+        """Batches of ticks, until the feed is closed."""
+        ...

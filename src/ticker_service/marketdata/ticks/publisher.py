@@ -1,0 +1,76 @@
+"""The holder's side of the fan-out: the feed's ticks into PostgreSQL, batched, latest per instrument.
+
+The feed's reader only drops ticks into `pending` (one per instrument; a newer tick replaces an
+unpublished one), and a single writer publishes everything pending in one transaction: the
+`market_ticks` upsert and the NOTIFY payloads, which PostgreSQL delivers at commit. While the
+database is slow the pending set stays one tick per instrument, so the holder's memory is flat too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import asyncpg
+import structlog
+
+from ticker_service.brokers.kite.packets import Tick
+from ticker_service.marketdata.ticks import latest
+from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, encode_batches
+from ticker_service.marketdata.ticks.wire import pack_tick
+from ticker_service.system import metrics
+
+log = structlog.get_logger("ticker.marketdata")
+
+_NOTIFY = f"SELECT pg_notify('{TICKS_CHANNEL}', p) FROM unnest($1::text[]) AS u(p)"
+_CONFLATED = metrics.TICKS_CONFLATED.labels(stage="publisher")
+
+
+class TickPublisher:
+    def __init__(self, pool: asyncpg.Pool, account_id: str, flush_interval: float = 0.02) -> None:
+        self.pool = pool
+        self.account_id = account_id
+        self.flush_interval = flush_interval
+        self._pending: dict[int, bytes] = {}
+        self._ready = asyncio.Event()
+        self._in = metrics.TICKS_IN.labels(account=account_id)
+
+    def put(self, ticks: Iterable[Tick]) -> None:
+        count = 0
+        for tick in ticks:
+            count += 1
+            if tick.instrument_token in self._pending:
+                _CONFLATED.inc()
+            self._pending[tick.instrument_token] = pack_tick(tick)
+        if count:
+            self._in.inc(count)
+            self._ready.set()
+
+    async def run(self) -> None:
+        """Publish until cancelled; a failed write is retried with what is pending then (never older)."""
+        delay = 0.1
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._pending = self._pending, {}
+            if not batch:
+                continue
+            try:
+                await self._publish(batch)
+                metrics.TICKS_PUBLISHED.inc(len(batch))
+                delay = 0.1
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("ticks not published; retrying", account_id=self.account_id, error=str(exc))
+                for token, packet in batch.items():  # keep the newest of each instrument
+                    self._pending.setdefault(token, packet)
+                self._ready.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            await asyncio.sleep(self.flush_interval)  # what arrives meanwhile goes out in the next batch
+
+    async def _publish(self, batch: dict[int, bytes]) -> None:
+        payloads = encode_batches(self.account_id, list(batch.values()))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await latest.write(conn, self.account_id, batch)
+            await conn.execute(_NOTIFY, payloads)
