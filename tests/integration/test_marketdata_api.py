@@ -6,7 +6,7 @@ import json
 from datetime import date
 from typing import Any
 
-from tests.conftest import make_client
+from tests.conftest import SPEC_ORDER, make_client
 from ticker_service.marketdata.instruments.expiry import Holidays, monthly_expiries
 from ticker_service.timeutil import today_ist
 
@@ -60,3 +60,19 @@ async def test_a_key_that_may_not_use_the_account_is_answered_as_for_an_unknown_
             default = await c.get(path, params=params, headers={"X-API-Key": KEY_ALPHA})  # primary: not alpha's
             assert (default.status_code, default.text) == (answers[0].status_code, answers[0].text)
             assert (await c.get(path, params=params | {"account_id": ALPHA})).status_code == 401  # no key
+
+
+async def test_orders_on_a_rolled_contract_pass_the_intake_checks(database_url: str) -> None:
+    front = monthly_expiries(today_ist(), 1, Holidays())[0]
+    async with make_client(database_url) as c:
+        listed = await c.get(
+            "/instruments", params={"name": "NIFTY", "segment": "NFO-FUT", "expiry": front.isoformat()}
+        )
+        symbol = listed.json()[0]["tradingsymbol"]
+        order = SPEC_ORDER | {"tradingsymbol": symbol, "order_type": "LIMIT", "price": 18000}
+        placed = await c.post("/orders/place", json=order)
+        assert placed.status_code in (201, 202), placed.text
+        wrong_lot = await c.post("/orders/place", json=order | {"quantity": 30})
+        assert wrong_lot.status_code == 422 and wrong_lot.json()["field"] == "quantity", wrong_lot.text
+        wrong_tick = await c.post("/orders/place", json=order | {"price": 18000.03})
+        assert wrong_tick.status_code == 422 and wrong_tick.json()["field"] == "price", wrong_tick.text

@@ -29,11 +29,16 @@ class SeriesKey:
 
 
 _KEY = "account_id = $1 AND instrument_token = $2 AND interval = $3 AND continuous = $4"
+COVERED = f"SELECT from_ts, to_ts FROM candle_ranges WHERE {_KEY} AND from_ts < $6 AND to_ts > $5 ORDER BY from_ts"
+STORED = f"SELECT ts, open, high, low, close, volume, oi FROM candles WHERE {_KEY} AND ts >= $5 AND ts < $6 ORDER BY ts"
+TAKE_TOUCHING_RANGES = (
+    f"DELETE FROM candle_ranges WHERE {_KEY} AND from_ts <= $6 AND to_ts >= $5 RETURNING from_ts, to_ts"
+)
 
 
 async def covered(pool: asyncpg.Pool, key: SeriesKey, want: Range) -> list[Range]:
     rows = await pool.fetch(
-        f"SELECT from_ts, to_ts FROM candle_ranges WHERE {_KEY} AND from_ts < $6 AND to_ts > $5 ORDER BY from_ts",
+        COVERED,
         *key.args(),
         *want,
     )
@@ -42,7 +47,7 @@ async def covered(pool: asyncpg.Pool, key: SeriesKey, want: Range) -> list[Range
 
 async def stored(pool: asyncpg.Pool, key: SeriesKey, want: Range) -> list[Candle]:
     rows = await pool.fetch(
-        f"SELECT ts, open, high, low, close, volume, oi FROM candles WHERE {_KEY} AND ts >= $5 AND ts < $6 ORDER BY ts",
+        STORED,
         *key.args(),
         *want,
     )
@@ -70,7 +75,7 @@ async def save(pool: asyncpg.Pool, key: SeriesKey, candles: Sequence[Candle], co
                 [c.oi for c in candles],
             )
         touching = await conn.fetch(
-            f"DELETE FROM candle_ranges WHERE {_KEY} AND from_ts <= $6 AND to_ts >= $5 RETURNING from_ts, to_ts",
+            TAKE_TOUCHING_RANGES,
             *key.args(),
             *complete,
         )

@@ -31,6 +31,12 @@ COLUMNS = (
     "exchange",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM instruments"
+BY_TOKENS = f"{_SELECT} WHERE account_id = $1 AND instrument_token = ANY($2::bigint[])"
+BY_KEYS = (
+    f"{_SELECT} WHERE account_id = $1 AND (exchange, tradingsymbol) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+)
+# the filters' condition and the page's parameter numbers are filled in per request (`filters.where`)
+SEARCH = _SELECT + " WHERE account_id = $1 AND {condition} ORDER BY " + ORDER_BY + " LIMIT ${limit} OFFSET ${offset}"
 
 
 def _decimal(value: Any) -> Decimal:
@@ -95,9 +101,7 @@ async def fetched_at(pool: asyncpg.Pool | asyncpg.Connection, account_id: str) -
 
 
 async def by_tokens(pool: asyncpg.Pool, account_id: str, tokens: Sequence[int]) -> dict[int, Instrument]:
-    rows = await pool.fetch(
-        f"{_SELECT} WHERE account_id = $1 AND instrument_token = ANY($2::bigint[])", account_id, list(tokens)
-    )
+    rows = await pool.fetch(BY_TOKENS, account_id, list(tokens))
     return {row["instrument_token"]: _instrument(row) for row in rows}
 
 
@@ -105,8 +109,7 @@ async def by_keys(
     pool: asyncpg.Pool, account_id: str, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], Instrument]:
     rows = await pool.fetch(
-        f"{_SELECT} WHERE account_id = $1 AND (exchange, tradingsymbol) IN "
-        "(SELECT * FROM unnest($2::text[], $3::text[]))",
+        BY_KEYS,
         account_id,
         [k[0] for k in keys],
         [k[1] for k in keys],
@@ -120,7 +123,7 @@ async def search(
     condition, args = filters.where(2)
     n = len(args) + 2
     rows = await pool.fetch(
-        f"{_SELECT} WHERE account_id = $1 AND {condition} ORDER BY {ORDER_BY} LIMIT ${n} OFFSET ${n + 1}",
+        SEARCH.format(condition=condition, limit=n, offset=n + 1),
         account_id,
         *args,
         limit,
