@@ -1,4 +1,6 @@
-"""The intake ceiling: the least an outbox order intake can do, with no project code.
+"""Ceilings: the least an order gateway can do, with no project code.
+
+`POST /orders/place` is the intake ceiling; `POST /kite/place` the floor of a durable Kite gateway.
 
 A bare Litestar app whose POST handler, through a raw asyncpg pool, does in ONE transaction what
 the service's intake must do at minimum: insert a task row (shaped like `order_tasks`), insert an
@@ -10,20 +12,30 @@ Run (as bench/intake.py does):
     DATABASE_URL=postgresql+asyncpg://postgres@/postgres?host=/some/pgdata PORT=8191 \
         .venv/bin/python bench/ceiling_app.py
 
+`POST /kite/place` (bench/kite_overhead.py) is what any gateway that keeps invariants 1 and 2 must
+do for one Kite order, and nothing more: commit the accepted order (a 2xx promises it survives),
+commit that it is being sent (so a crash cannot send it twice unseen), call Kite with the official
+client on a worker thread (kiteconnect is synchronous), commit the answer, reply. Three durable
+commits and a thread hop; no rate limits, no events, no validation beyond the body's types. Set
+KITE_ROOT, KITE_API_KEY and KITE_ACCESS_TOKEN for it.
+
 It creates its own `bench_`-prefixed tables at start-up. Served by uvicorn, one worker, with the
 same uvicorn options as `ticker-service serve`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import asyncpg
 import msgspec
 import uvicorn
+from kiteconnect import KiteConnect
 from litestar import Litestar, Response, get, post
 
 SCHEMA = """
@@ -52,6 +64,8 @@ INSERT_EVENT = (
     "VALUES ($1, $2, nextval('bench_outbox_seq'), $3::jsonb)"
 )
 NOTIFY = "SELECT pg_notify('bench', $1)"
+KITE_SENDING = "UPDATE bench_order_tasks SET status = 'sending' WHERE task_id = $1"
+KITE_DONE = "UPDATE bench_order_tasks SET status = 'completed', params = params || $2::jsonb WHERE task_id = $1"
 
 
 class PlaceOrder(msgspec.Struct):
@@ -102,12 +116,50 @@ async def place(data: PlaceOrder, wait: float = 0.0) -> Response[dict[str, str]]
     return Response({"task_id": task_id, "status": "pending"}, status_code=202)
 
 
+_kite_threads = ThreadPoolExecutor(8, thread_name_prefix="kite")
+_kite: KiteConnect | None = None
+
+
+def _kite_client() -> KiteConnect:
+    global _kite
+    if _kite is None:
+        _kite = KiteConnect(
+            os.environ.get("KITE_API_KEY", ""),
+            access_token=os.environ.get("KITE_ACCESS_TOKEN"),
+            root=os.environ.get("KITE_ROOT"),
+        )
+    return _kite
+
+
+@post("/kite/place", status_code=201)
+async def kite_place(data: PlaceOrder) -> Response[dict[str, str]]:
+    assert _pool is not None
+    task_id = uuid.uuid4().hex
+    await _pool.execute(INSERT_TASK, task_id, msgspec.json.encode(data).decode(), data.account_id)
+    await _pool.execute(KITE_SENDING, task_id)
+    order = {
+        "variety": "regular",
+        "exchange": data.exchange,
+        "tradingsymbol": data.tradingsymbol,
+        "transaction_type": data.transaction_type,
+        "quantity": data.quantity,
+        "product": data.product,
+        "order_type": data.order_type,
+        "market_protection": -1,
+        "tag": task_id[:20],
+    }
+    loop = asyncio.get_running_loop()
+    order_id = await loop.run_in_executor(_kite_threads, lambda: _kite_client().place_order(**order))
+    await _pool.execute(KITE_DONE, task_id, msgspec.json.encode({"order_id": order_id}).decode())
+    return Response({"task_id": task_id, "order_id": str(order_id)}, status_code=201)
+
+
 @get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[place, health], lifespan=[lifespan], debug=False)
+app = Litestar(route_handlers=[place, kite_place, health], lifespan=[lifespan], debug=False)
 
 
 def main() -> None:

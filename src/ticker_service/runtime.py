@@ -17,9 +17,7 @@ from ticker_service.accounts.service import AccountsService
 from ticker_service.accounts.sessions import SESSIONS_CHANNEL, SessionStore
 from ticker_service.batches.progress import BatchProgress
 from ticker_service.batches.service import BatchService
-from ticker_service.brokers.base import Broker, SessionBroker
-from ticker_service.brokers.kite.broker import KiteBroker
-from ticker_service.brokers.paper.config import PaperAccount
+from ticker_service.brokers.base import Broker, PriceModel, SessionBroker, TickCarrier
 from ticker_service.brokers.registry import BrokerContext, build_brokers, check_supported
 from ticker_service.db.engine import asyncpg_dsn, create_engine
 from ticker_service.db.pool import create_pool
@@ -37,7 +35,6 @@ from ticker_service.jobs.singleton import (
 )
 from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
 from ticker_service.marketdata.history.kite import CandleSource
-from ticker_service.marketdata.history.paper import PriceModel
 from ticker_service.marketdata.history.service import HistoryService
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.marketdata.instruments.expiry import Holidays
@@ -83,7 +80,7 @@ class Runtime:
         )
         self.waiters = TaskWaiters()
         self.listener = NotificationListener(self.dsn)
-        self.listener.subscribe(TASKS_CHANNEL, lambda _p: self.executor.notify())
+        self.listener.subscribe(TASKS_CHANNEL, self._tasks_claimable)
         self.listener.subscribe(TASK_DONE_CHANNEL, self.waiters.resolve)
         # made by start(), once the pool exists
         self.pool: asyncpg.Pool
@@ -114,14 +111,24 @@ class Runtime:
         self.executor = Executor(
             self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
         )
-        self.orders = OrderService(self.engine, self.pool, self.settings, self.instruments, self.brokers, self.waiters)
-        paper_accounts = [a for a, c in self.settings.accounts.brokers.items() if c.broker == "paper"]
+        self.orders = OrderService(
+            self.engine,
+            self.pool,
+            self.settings,
+            self.instruments,
+            self.brokers,
+            self.waiters,
+            on_new_task=self.executor.notify,
+        )
+        # simulated accounts (their prices are a model): the shipped instrument list, model candles and ticks
+        models = {a: b for a, b in self.brokers.items() if isinstance(b, PriceModel)}
+        paper_accounts = list(models)
         dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
         self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
         self.history = HistoryService(
             self.pool,
             self.catalogue,
-            {a: b for a, b in self.brokers.items() if a in paper_accounts and isinstance(b, PriceModel)},
+            models,
             {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, CandleSource)},
             self.forming_candles,
         )
@@ -148,8 +155,8 @@ class Runtime:
         )
         await self.market.hub.start(self.pool, self._known_tokens)
         for account_id, broker in self.brokers.items():
-            if isinstance(broker, KiteBroker):
-                broker.tick_holder = self.market.holder(account_id, self.pool)
+            if isinstance(broker, TickCarrier):
+                broker.carry_ticks(self.market.holder(account_id, self.pool))
         await self.listener.start()
         await self.executor.start()
         await self.webhook_sender.start()
@@ -222,15 +229,16 @@ class Runtime:
                     name=f"order-updates-{account_id}",
                 )
             )
-        for account_id, config in s.accounts.brokers.items():
-            if isinstance(config, PaperAccount):
+        # a simulated account has no upstream connection: its ticks come from its price model, under a lock
+        for account_id, broker in self.brokers.items():
+            if isinstance(broker, PriceModel):
                 self._background.append(
                     asyncio.create_task(
                         hold_singleton(
                             f"ticks-{account_id}",
                             self.dsn,
                             tick_lock(account_id),
-                            functools.partial(self.market.run_paper, account_id, config, self.instruments),
+                            functools.partial(self.market.run_paper, account_id, broker, self.instruments),
                             self._stop,
                         ),
                         name=f"ticks-{account_id}",
@@ -249,6 +257,11 @@ class Runtime:
     async def _roll_instruments(self) -> None:
         if self.instruments.roll(today_ist()):
             log.info("paper instruments rolled", day=str(self.instruments.day), instruments=len(self.instruments))
+
+    def _tasks_claimable(self, written_by: str) -> None:
+        """A NOTIFY on `ticker_tasks`; a task this instance wrote has woken its workers already."""
+        if written_by != self.settings.server.instance_id:
+            self.executor.notify()
 
     def _session_changed(self, account_id: str) -> None:
         """A session was stored (on any instance): the account's broker re-reads it now."""

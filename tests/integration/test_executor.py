@@ -100,6 +100,9 @@ class BlockingHook:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
+    def concerns(self, task: Mapping[str, Any]) -> bool:
+        return True
+
     async def on_task_final(
         self,
         conn: asyncpg.Connection,

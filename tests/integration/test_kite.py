@@ -309,6 +309,12 @@ async def test_a_postback_updates_the_order_and_a_bad_checksum_changes_nothing(
     async with kite_client(database_url, kite, token=token, TICKER_RECONCILE_INTERVAL="3600") as c:
         r = await c.post("/orders/place?wait=5", json=RESTING)
         order_id = r.json()["order_id"]
+        status = "SELECT status FROM orders WHERE order_id = $1"
+
+        async def mirrored_open() -> bool:  # by the ticker or the read-back
+            return await db.fetchval(status, order_id) == "OPEN"
+
+        await eventually(mirrored_open)
         await kite.do(kite.fake.ticker_silence, True)
         cancelled = await kite.do(kite.fake.cancel_by_exchange, order_id)
         events = "SELECT count(*) FROM outbox_events"
@@ -319,7 +325,7 @@ async def test_a_postback_updates_the_order_and_a_bad_checksum_changes_nothing(
             refused = await c.post(f"/postbacks/kite/{ACCOUNT}", json=payload)
             assert refused.status_code == 401 and "checksum" in refused.json()["detail"]
         assert await db.fetchval(events) == before
-        assert await db.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id) == "OPEN"
+        assert await db.fetchval(status, order_id) == "OPEN"
         good = dict(cancelled)
         good["checksum"] = postback_checksum(order_id, str(good["order_timestamp"]), kite.fake.api_secret)
         ok = await c.post(f"/postbacks/kite/{ACCOUNT}", json=good)

@@ -20,9 +20,9 @@ import structlog
 
 from tests.fake_kite_ticker import FakeKiteTicker, wait_until
 from tests.kite_frames import frame, ltp_packet, postback, quote_packet, sample_json, sample_packet
-from ticker_service.brokers.kite.packets import Tick
 from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerState
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+from ticker_service.marketdata.packets import Tick
 
 TOKEN = "day1-SECRET-token-3f9a"
 NEW_TOKEN = "day2-SECRET-token-77c1"

@@ -23,7 +23,7 @@ from tests.kite_frames import (
     sample_json,
     sample_packet,
 )
-from ticker_service.brokers.kite.packets import MalformedFrameError, Tick, parse_frame, parse_packet
+from ticker_service.marketdata.packets import MalformedFrameError, Tick, parse_frame, parse_packet
 from ticker_service.timeutil import IST
 
 NIFTY = 256265  # an index: segment 9

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from ticker_service.brokers.kite.packets import Tick
 from ticker_service.brokers.kite.ticker import OrderInbox, TickBuffer, TickerConfig
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+from ticker_service.marketdata.packets import Tick
 
 
 def tick(token: int, price: float) -> Tick:

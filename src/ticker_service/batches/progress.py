@@ -87,6 +87,9 @@ class BatchProgress:
         self.max_attempts = max_attempts
         self.rollback_expires_in = rollback_expires_in
 
+    def concerns(self, task: Mapping[str, Any]) -> bool:
+        return bool(task.get("batch_id"))
+
     async def on_task_final(
         self,
         conn: asyncpg.Connection,
@@ -96,7 +99,7 @@ class BatchProgress:
         error: str | None,
     ) -> list[NewEvent]:
         """Advance the task's batch; returns the events to append with the task's own."""
-        if not task.get("batch_id"):
+        if not self.concerns(task):
             return []
         batch = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1 FOR UPDATE", task["batch_id"])
         if batch is None or batch["status"] in BATCH_FINAL:

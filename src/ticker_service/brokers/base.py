@@ -7,12 +7,14 @@ exactly these classes. Anything else a broker raises is treated as ambiguous (`B
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
+
+from ticker_service.instruments import Instrument
 
 OrderStatus = str  # Kite's words: OPEN, COMPLETE, CANCELLED, REJECTED, TRIGGER PENDING, ...
 TERMINAL_ORDER_STATUSES = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
@@ -212,6 +214,27 @@ class SessionBroker(Protocol):
 
     async def refresh_session(self) -> None:
         """Read the account's session now (at start-up, and before its state is shown)."""
+        ...
+
+
+@runtime_checkable
+class PriceModel(Protocol):
+    """A broker whose prices are a function of time (the paper broker): paper candles and paper
+    ticks are read from it, so they agree with its fills."""
+
+    def model_price(self, instrument: Instrument, t: float) -> Decimal: ...
+
+
+@runtime_checkable
+class TickCarrier(Protocol):
+    """A broker whose own upstream connection also carries ticks (Kite's ticker, which the account's
+    order-update stream holds): market data hands it the holder to run on that connection."""
+
+    def carry_ticks(self, holder: Callable[[Any], Coroutine[Any, Any, None]]) -> None: ...
+
+    async def owns_ticker_credentials(self, api_key: str, access_token: str) -> bool:
+        """Whether these are the account's own ticker credentials (its api_key and current token),
+        which a Kite-compatible client may present."""
         ...
 
 

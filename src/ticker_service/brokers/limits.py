@@ -6,7 +6,9 @@ the way it is:
 
 * **Reservations, not polling.** `acquire` takes, in one short transaction, the earliest instant
   at which every limit it names allows one more request, writes that instant into each limit's
-  ring, commits, and only then sleeps until it (holding no connection and no lock). A waiter's
+  ring, commits, and only then sleeps until it (holding no connection and no lock). The
+  transaction is one statement, `rate_limit_reserve` (a PL/pgSQL function, migration 0010): it is
+  on the path of every order, and as five statements from here it cost five round trips. A waiter's
   place is fixed when it arrives: the rings' row locks serialise arrivals roughly in the order they
   come (PostgreSQL queues waiters on a row lock), and a ring only ever hands out instants no earlier
   than its latest one, so a later arrival never overtakes an earlier one and a steady stream cannot
@@ -109,15 +111,12 @@ class Limit:
         if self.margin < 0:
             raise ValueError(f"limit {self.name}: margin must not be negative")
 
-    def next_allowed(self, earlier: datetime) -> datetime:
-        """The earliest instant for a grant whose predecessor `count` places back was granted at `earlier`.
-
-        For a calendar day the margin moves `earlier` forward: a request granted just before
-        midnight may arrive after it, so it counts against the next day as well.
-        """
+    def sql_rule(self) -> tuple[float | None, float, str | None]:
+        """The limit as `rate_limit_reserve` takes it: (window seconds or None for a calendar day,
+        margin, time zone of the day)."""
         if isinstance(self.window, CalendarDay):
-            return self.window.next_start(earlier + timedelta(seconds=self.margin))
-        return earlier + timedelta(seconds=self.window + self.margin)
+            return None, self.margin, self.window.tz
+        return self.window, self.margin, None
 
     def describe(self) -> str:
         if isinstance(self.window, CalendarDay):
@@ -164,39 +163,6 @@ class Refused:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RingView:
-    """What a reservation needs to know of one ring, read under its lock."""
-
-    limit: Limit
-    seq: int  # grants in the ring so far
-    last_at: datetime | None
-    trimmed_at: datetime | None
-    predecessor_at: datetime | None  # the grant `count` places before the next one, if still kept
-
-    def bound(self) -> datetime | None:
-        """The earliest instant this ring allows its next grant (None: any instant)."""
-        bounds = [self.last_at]  # never before the latest reservation: first come, first served
-        if self.seq + 1 - self.limit.count >= 1:
-            # A missing predecessor was trimmed: the newest trimmed grant is at least as late.
-            earlier = self.predecessor_at or self.trimmed_at or self.last_at
-            if earlier is not None:
-                bounds.append(self.limit.next_allowed(earlier))
-        present = [b for b in bounds if b is not None]
-        return max(present) if present else None
-
-
-def plan(now: datetime, rings: Sequence[RingView]) -> tuple[datetime, RingView | None]:
-    """The earliest instant every ring allows, and the ring that set it (None: nothing made it wait)."""
-    at: datetime = now
-    binding: RingView | None = None
-    for ring in rings:
-        bound = ring.bound()
-        if bound is not None and bound > at:
-            at, binding = bound, ring
-    return at, binding
-
-
 # ---- statements ----
 
 _LOCK_RINGS = """
@@ -212,37 +178,8 @@ SELECT $1, name FROM unnest($2::text[]) AS name ORDER BY name
 ON CONFLICT DO NOTHING
 """
 
-# Read after the locks are held (a new statement, so a new snapshot): the predecessor of the next
-# grant in each ring, the newest grant already in the past (trimming stops there), and the clock.
-_READ_RINGS = """
-WITH now AS MATERIALIZED (SELECT clock_timestamp() + make_interval(secs => $4) AS t)
-SELECT r.name, now.t AS now,
-    (SELECT g.at FROM rate_limit_grants AS g
-     WHERE g.api_key = $1 AND g.limit_name = r.name AND g.seq = r.predecessor) AS predecessor_at,
-    (SELECT g.seq FROM rate_limit_grants AS g
-     WHERE g.api_key = $1 AND g.limit_name = r.name AND g.at <= now.t
-     ORDER BY g.at DESC, g.seq DESC LIMIT 1) AS last_past_seq
-FROM unnest($2::text[], $3::bigint[]) AS r(name, predecessor), now
-"""
-
-_RECORD = """
-WITH n AS (
-    SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $6::timestamptz[])
-        AS n(name, seq, trim_upto, idle_after)
-), inserted AS (
-    INSERT INTO rate_limit_grants (api_key, limit_name, seq, at)
-    SELECT $1, n.name, n.seq, $5 FROM n
-), trimmed AS (
-    DELETE FROM rate_limit_grants AS g USING n
-    WHERE g.api_key = $1 AND g.limit_name = n.name AND g.seq <= n.trim_upto
-    RETURNING g.limit_name, g.at
-)
-UPDATE rate_limit_rings AS r
-SET seq = n.seq, last_at = $5, idle_after = n.idle_after,
-    trimmed_at = greatest(r.trimmed_at, (SELECT max(t.at) FROM trimmed AS t WHERE t.limit_name = r.limit_name))
-FROM n
-WHERE r.api_key = $1 AND r.limit_name = ANY($2::text[]) AND r.limit_name = n.name
-"""
+# One round trip: lock the rings, read their bounds, record the grant (migration 0010 holds the rules)
+_RESERVE = "SELECT * FROM rate_limit_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 _DELETE_GRANT = """
 DELETE FROM rate_limit_grants WHERE ctid = (
@@ -371,59 +308,43 @@ class RateLimiter:
 
     async def _reserve(self, key: str, limits: list[Limit], deadline: datetime | float) -> _Reservation | Refused:
         names = [limit.name for limit in limits]
+        rules = [limit.sql_rule() for limit in limits]
+        at_deadline, in_seconds = (deadline, None) if isinstance(deadline, datetime) else (None, float(deadline))
         for _ in range(5):
-            async with self._pool.acquire() as conn:
-                async with conn.transaction(isolation="read_committed"):
-                    rows = await conn.fetch(_LOCK_RINGS, key, names)
-                    if len(rows) == len(limits):
-                        return await self._decide(conn, key, limits, rows, deadline)
-                # First use of a ring (or purged meanwhile): create it outside the locking
-                # transaction, so that transaction only ever locks rows in one order.
-                await conn.execute(_ENSURE_RINGS, key, names)
+            row = await self._pool.fetchrow(
+                _RESERVE,
+                key,
+                names,
+                [limit.count for limit in limits],
+                [window for window, _, _ in rules],
+                [margin for _, margin, _ in rules],
+                [tz for _, _, tz in rules],
+                at_deadline,
+                in_seconds,
+                self._shift,
+                self._spare,
+            )
+            loop_now = asyncio.get_running_loop().time()
+            if row["o_outcome"] != "missing":
+                return self._outcome(key, limits, row, deadline, loop_now)
+            # First use of a ring (or purged meanwhile): create it outside the locking transaction,
+            # so that transaction only ever locks rows in one order.
+            await self._pool.execute(_ENSURE_RINGS, key, names)
         raise RuntimeError(f"rate limit rings of {key!r} kept disappearing")
 
-    async def _decide(
-        self,
-        conn: asyncpg.Connection,
-        key: str,
-        limits: list[Limit],
-        rows: Sequence[asyncpg.Record],
-        deadline: datetime | float,
+    @staticmethod
+    def _outcome(
+        key: str, limits: list[Limit], row: asyncpg.Record, deadline: datetime | float, loop_now: float
     ) -> _Reservation | Refused:
-        ring_rows = {row["limit_name"]: row for row in rows}
-        predecessors = [ring_rows[limit.name]["seq"] + 1 - limit.count for limit in limits]
-        read = await conn.fetch(_READ_RINGS, key, [limit.name for limit in limits], predecessors, self._shift)
-        loop_now = asyncio.get_running_loop().time()
-        found = {row["name"]: row for row in read}
-        now: datetime = read[0]["now"]
-        rings = [
-            RingView(
-                limit=limit,
-                seq=ring_rows[limit.name]["seq"],
-                last_at=ring_rows[limit.name]["last_at"],
-                trimmed_at=ring_rows[limit.name]["trimmed_at"],
-                predecessor_at=found[limit.name]["predecessor_at"],
-            )
-            for limit in limits
-        ]
-        at, binding = plan(now, rings)
-        limit_at = deadline if isinstance(deadline, datetime) else now + timedelta(seconds=deadline)
-        if at > limit_at:
-            return Refused(
-                key=key,
-                limit=binding.limit if binding is not None else None,
-                needed=(at - now).total_seconds(),
-                allowed=(limit_at - now).total_seconds(),
-            )
-        seqs = [ring.seq + 1 for ring in rings]
-        trim_upto = [
-            min(seq - limit.count - self._spare, found[limit.name]["last_past_seq"] or 0)
-            for seq, limit in zip(seqs, limits, strict=True)
-        ]
-        idle_after = [limit.next_allowed(at) for limit in limits]
-        await conn.execute(_RECORD, key, [limit.name for limit in limits], seqs, trim_upto, at, idle_after)
-        waited = (at - now).total_seconds()
-        return _Reservation(at=at, waited=waited, wake=loop_now + waited)
+        now: datetime = row["o_now"]
+        at: datetime = row["o_at"]
+        needed = (at - now).total_seconds()
+        if row["o_outcome"] == "refused":
+            limit_at = deadline if isinstance(deadline, datetime) else now + timedelta(seconds=deadline)
+            binding = next((limit for limit in limits if limit.name == row["o_binding"]), None)
+            return Refused(key=key, limit=binding, needed=needed, allowed=(limit_at - now).total_seconds())
+        # the database's `now` was read before `loop_now`: waking at loop_now + needed can only be late
+        return _Reservation(at=at, waited=needed, wake=loop_now + needed)
 
     # ---- giving a slot back ----
 

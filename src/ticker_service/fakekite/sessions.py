@@ -66,7 +66,7 @@ class Sessions:
 
     def issue_request_token(self) -> str:
         """What a successful login on Kite's page hands to the redirect URL."""
-        token = secrets.token_urlsafe(24)
+        token = _kite_token()
         self._request_tokens[token] = _RequestToken(self._clock())
         return token
 
@@ -84,7 +84,7 @@ class Sessions:
         return self.issue_session()
 
     def issue_session(self, access_token: str | None = None) -> Session:
-        session = Session(access_token or secrets.token_urlsafe(24), self.user_id, now_ist())
+        session = Session(access_token or _kite_token(), self.user_id, now_ist())
         self._sessions[session.access_token] = session
         return session
 
@@ -141,3 +141,9 @@ def default_profile(user_id: str) -> dict[str, Any]:
         "avatar_url": None,
         "meta": {"demat_consent": "physical"},
     }
+
+
+def _kite_token() -> str:
+    """32 alphanumeric characters, as Kite's request and access tokens are (a URL-safe token may
+    start with "-", which a command line would take for an option)."""
+    return secrets.token_hex(16)

@@ -7,7 +7,7 @@ cancel checks): the relay only ever sees parameters that were checked against th
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +102,7 @@ class OrderService:
         instruments: InstrumentBook,
         brokers: Mapping[str, Broker],
         waiters: TaskWaiters,
+        on_new_task: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.pool = pool  # the request path's asyncpg pool: intake and task reads
@@ -109,6 +110,8 @@ class OrderService:
         self.instruments = instruments
         self.brokers = brokers
         self.waiters = waiters
+        # wakes this process's executor at once; others learn of the task by a NOTIFY naming this instance
+        self.on_new_task = on_new_task or (lambda: None)
 
     # ---- validation ----------------------------------------------------------------------------
 
@@ -197,7 +200,11 @@ class OrderService:
             return 503
         return 202
 
-    async def _answer(self, task: dict[str, Any], wait: float) -> Answer:
+    async def _answer(self, task: dict[str, Any], wait: float, *, created: bool) -> Answer:
+        """The task as the client sees it, after waiting up to `wait` seconds for it to resolve."""
+        if created:
+            metrics.ORDER_REQUESTS.labels(operation=task["operation"], account=task["account_id"]).inc()
+            self.on_new_task()
         if wait > 0 and task["status"] not in RESOLVED:
             started = time.perf_counter()
             waited = await self.waiters.wait(
@@ -205,6 +212,7 @@ class OrderService:
                 wait,
                 load=lambda: get_task(self.pool, task["task_id"]),
                 done=lambda t: t["status"] in RESOLVED,
+                known=task,
             )
             task = waited or task
             if task["status"] in RESOLVED:
@@ -226,10 +234,9 @@ class OrderService:
             idempotency_key=idempotency_key,
             expires_in=req.expires_in or self.settings.execution.default_expires_in,
             max_attempts=self.settings.execution.max_attempts,
+            written_by=self.settings.server.instance_id,
         )
-        if created:
-            metrics.ORDER_REQUESTS.labels(operation=Operation.PLACE, account=req.account_id).inc()
-        return await self._answer(task, wait)
+        return await self._answer(task, wait, created=created)
 
     async def find_order(self, order_id: str, account_id: str) -> dict[str, Any]:
         """The order as the account's broker has it now (the mirror when the broker cannot answer);
@@ -293,10 +300,9 @@ class OrderService:
             expires_in=req.expires_in or self.settings.execution.default_expires_in,
             max_attempts=self.settings.execution.max_attempts,
             order_id=order_id,
+            written_by=self.settings.server.instance_id,
         )
-        if created:
-            metrics.ORDER_REQUESTS.labels(operation=Operation.MODIFY, account=account).inc()
-        return await self._answer(task, wait)
+        return await self._answer(task, wait, created=created)
 
     async def cancel(self, order_id: str, account: str, key: str | None, wait: float) -> Answer:
         order = await self.find_order(order_id, account)
@@ -311,10 +317,9 @@ class OrderService:
             expires_in=self.settings.execution.default_expires_in,
             max_attempts=self.settings.execution.max_attempts,
             order_id=order_id,
+            written_by=self.settings.server.instance_id,
         )
-        if created:
-            metrics.ORDER_REQUESTS.labels(operation=Operation.CANCEL, account=account).inc()
-        return await self._answer(task, wait)
+        return await self._answer(task, wait, created=created)
 
     async def order_book(
         self, account_id: str, status: str | None, limit: int | None, offset: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -135,6 +136,18 @@ class KiteBroker:
             await self.session.refused(token, str(error))
         elif is_network_failure(error):
             await self.breaker.failed(str(error))
+
+    # ---- ticks (TickCarrier) ------------------------------------------------------------------
+
+    def carry_ticks(self, holder: Callable[[KiteTickerGroup], Coroutine[Any, Any, None]]) -> None:
+        """Market data's holder runs on the ticker connections the order-update stream holds."""
+        self.tick_holder = holder
+
+    async def owns_ticker_credentials(self, api_key: str, access_token: str) -> bool:
+        if not hmac.compare_digest(self.config.api_key.encode(), api_key.encode()):
+            return False
+        current = await self.session.token()
+        return current is not None and hmac.compare_digest(current.encode(), access_token.encode())
 
     # ---- the Broker protocol -------------------------------------------------------------------
 

@@ -38,7 +38,6 @@ import msgspec
 import structlog
 
 from ticker_service.brokers.kite.config import KITE_TICKER_ROOT
-from ticker_service.brokers.kite.packets import MODES, MalformedFrameError, Mode, Tick, parse_frame
 from ticker_service.brokers.kite.ticker_messages import (
     ErrorMessage,
     MalformedMessageError,
@@ -47,6 +46,7 @@ from ticker_service.brokers.kite.ticker_messages import (
     UnknownMessage,
     parse_text_message,
 )
+from ticker_service.marketdata.packets import MODES, MalformedFrameError, Mode, Tick, parse_frame
 from ticker_service.timeutil import utcnow
 
 TokenSource = Callable[[], Awaitable[str | None]]

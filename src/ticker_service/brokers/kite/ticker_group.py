@@ -18,7 +18,6 @@ import msgspec
 import structlog
 
 from ticker_service.brokers.kite.config import KITE_TICKER_ROOT
-from ticker_service.brokers.kite.packets import Mode, Tick
 from ticker_service.brokers.kite.ticker import (
     KiteTickerClient,
     TickBuffer,
@@ -28,6 +27,7 @@ from ticker_service.brokers.kite.ticker import (
     TokenSource,
 )
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
+from ticker_service.marketdata.packets import Mode, Tick
 
 log = structlog.get_logger("ticker.kite.ticker")
 

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from decimal import Decimal
-from typing import Protocol, runtime_checkable
 
+from ticker_service.brokers.base import PriceModel
 from ticker_service.instruments import Instrument
 from ticker_service.marketdata.history.candles import Candle
 from ticker_service.marketdata.history.intervals import Interval, periods
 
 INNER_SAMPLES = 6
 RESOLUTION = 0.25  # seconds: the model's price is constant within a quarter second (prices.RESOLUTION)
-
-
-@runtime_checkable
-class PriceModel(Protocol):
-    """A broker whose prices are a function of time (the paper broker): its price at any instant."""
-
-    def model_price(self, instrument: Instrument, t: float) -> Decimal: ...
 
 
 DERIVATIVES = frozenset({"FUT", "CE", "PE"})

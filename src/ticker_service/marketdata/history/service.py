@@ -17,14 +17,14 @@ from datetime import datetime
 
 import asyncpg
 
-from ticker_service.brokers.base import BrokerRejected
+from ticker_service.brokers.base import BrokerRejected, PriceModel
 from ticker_service.instruments import Instrument
 from ticker_service.marketdata.history import store
 from ticker_service.marketdata.history.candles import Candle
 from ticker_service.marketdata.history.forming import FormingCandles
 from ticker_service.marketdata.history.intervals import INTERVALS, Interval, estimated_candles, settled_before
 from ticker_service.marketdata.history.kite import CandleSource, fetch_gap
-from ticker_service.marketdata.history.paper import PriceModel, paper_candles
+from ticker_service.marketdata.history.paper import paper_candles
 from ticker_service.marketdata.history.windows import subtract
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.system.errors import ApiError, FieldError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.ticks.channel import WANTS_CHANNEL
 from ticker_service.marketdata.ticks.wire import highest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.subscriptions import leases, store
 from ticker_service.marketdata.subscriptions.instruments import Lookup
 from ticker_service.marketdata.subscriptions.limits import FeedLimits, LimitExceeded

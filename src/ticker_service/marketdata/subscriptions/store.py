@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.ticks.channel import WANTS_CHANNEL
 
 STORED = "stored"  # the wants notification's kind when the stored list changed

@@ -16,7 +16,7 @@ import base64
 import binascii
 from typing import Final
 
-from ticker_service.brokers.kite.packets import MalformedFrameError, split_frame
+from ticker_service.marketdata.packets import MalformedFrameError, split_frame
 from ticker_service.marketdata.ticks.wire import frames
 
 TICKS_CHANNEL: Final = "ticker_ticks"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.ticks.entry import TickEntry
 from ticker_service.system import metrics
 

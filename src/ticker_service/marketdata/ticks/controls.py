@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ticker_service.brokers.kite.packets import MODES, Mode
+from ticker_service.marketdata.packets import MODES, Mode
 from ticker_service.marketdata.subscriptions.limits import LimitExceeded
 from ticker_service.marketdata.ticks.client import TickClient
 from ticker_service.marketdata.ticks.hub import TickHub

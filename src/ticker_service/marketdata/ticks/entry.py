@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ticker_service.brokers.kite.packets import Mode, parse_packet
+from ticker_service.marketdata.packets import Mode, parse_packet
 from ticker_service.marketdata.ticks.wire import at_mode, packet_mode, packet_token
 
 

@@ -16,7 +16,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.subscriptions import leases
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
 from ticker_service.marketdata.ticks.feeds import TickFeed

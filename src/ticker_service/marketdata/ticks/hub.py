@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ticker_service.brokers.kite.packets import Mode
+from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.subscriptions import leases, store
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
 from ticker_service.marketdata.ticks import latest

@@ -21,8 +21,7 @@ from typing import Any
 import msgspec
 from litestar import WebSocket
 
-from ticker_service.brokers.base import Broker
-from ticker_service.brokers.kite.broker import KiteBroker
+from ticker_service.brokers.base import Broker, TickCarrier
 from ticker_service.marketdata.ticks.client import TickClient
 from ticker_service.marketdata.ticks.controls import ControlError, apply_control
 from ticker_service.marketdata.ticks.entry import TickEntry
@@ -62,10 +61,8 @@ async def account_of(
     if not api_key or not access_token:
         return None
     for account_id, broker in brokers.items():
-        if isinstance(broker, KiteBroker) and _same(broker.config.api_key, api_key):
-            current = await broker.session.token()
-            if current is not None and _same(current, access_token):
-                return account_id
+        if isinstance(broker, TickCarrier) and await broker.owns_ticker_credentials(api_key, access_token):
+            return account_id
     if api_key in brokers:
         if api_keys is None:
             return api_key  # no API keys configured: the service is open (loopback only)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import asyncpg
 import structlog
 
-from ticker_service.brokers.kite.packets import Tick
+from ticker_service.marketdata.packets import Tick
 from ticker_service.marketdata.ticks import latest
 from ticker_service.marketdata.ticks.channel import TICKS_CHANNEL, encode_batches
 from ticker_service.marketdata.ticks.wire import pack_tick

@@ -1,8 +1,9 @@
 """Market data's part of a running instance: the hub, and the holders of the accounts' feeds.
 
-A Kite account's ticks ride the ticker connections its order stream already holds (one holder per
-account, `brokers.kite.feed`), so the runtime hands that stream a `hold` to run beside it. A paper
-account has no upstream connection: its feed is the price model, held under a lock of its own.
+A broker whose own connection carries ticks (Kite's ticker, held by the account's order-update
+stream: `TickCarrier`) is handed the holder to run beside that stream, one holder per account. A
+simulated account (`PriceModel`) has no upstream connection: its feed is the price model, held
+under a lock of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncpg
 import structlog
 
 from ticker_service.accounts import feeds
-from ticker_service.brokers.paper.config import PaperAccount
+from ticker_service.brokers.base import PriceModel
 from ticker_service.instruments import InstrumentBook
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
 from ticker_service.marketdata.ticks.feeds import TickFeed
@@ -48,11 +49,11 @@ class MarketData:
             hold_ticks, account_id, pool=pool, wake=self.hub.holder_wake(account_id), limits=self.limits
         )
 
-    async def run_paper(self, account_id: str, config: PaperAccount, instruments: InstrumentBook) -> None:
+    async def run_paper(self, account_id: str, model: PriceModel, instruments: InstrumentBook) -> None:
         """The paper account's feed, while this process holds its tick lock; records its state for health."""
         assert self.pool is not None
         pool = self.pool
-        feed = PaperTickFeed(instruments, seed=config.seed, interval=self.settings.market.paper_tick_interval)
+        feed = PaperTickFeed(instruments, model=model, interval=self.settings.market.paper_tick_interval)
         recording = asyncio.create_task(self._record_paper(account_id, pool), name=f"paper-feed-state-{account_id}")
         _set_state(account_id, "connected")
         try:

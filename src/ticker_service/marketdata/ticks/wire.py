@@ -1,6 +1,6 @@
 """Kite's binary tick packets, packed from a parsed `Tick`, and cut down to a lower mode.
 
-`brokers.kite.packets` only reads packets; this is its inverse, so that ticks from any feed (Kite's,
+`marketdata.packets` only reads packets; this is its inverse, so that ticks from any feed (Kite's,
 which arrive parsed, and the paper model's) travel and reach `/ws/kite` in exactly Kite's layout.
 Kite's layout puts the fields of each mode in front of the next mode's, so a quote packet is the
 first 44 bytes of a full one and an LTP packet the first 8 of any: downgrading is a slice.
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
-from ticker_service.brokers.kite.packets import (
+from ticker_service.marketdata.packets import (
     DEPTH_LEVELS,
     FULL_SIZE,
     INDEX_FULL_SIZE,

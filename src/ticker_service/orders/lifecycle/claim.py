@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -18,7 +20,19 @@ class Work(StrEnum):
     EXPIRE = "expire"  # claimed past its deadline without ever being sent: it fails
 
 
-async def claim(pool: asyncpg.Pool, owner: str, lease_seconds: float) -> tuple[Work, dict[str, Any]] | None:
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    work: Work
+    task: dict[str, Any]
+    deadline_mono: float  # the task's deadline on this process's monotonic clock
+
+    def past_deadline(self) -> bool:
+        """Whether the deadline has passed, on the database's clock as read by the claim (carried on
+        the monotonic clock since), so the finish needs no second look at the row to know it."""
+        return time.monotonic() >= self.deadline_mono
+
+
+async def claim(pool: asyncpg.Pool, owner: str, lease_seconds: float) -> Claimed | None:
     """Lock the next due task, take its lease and, unless it is `unknown` or past its deadline, mark
     it `running` (its next attempt) with its `task_status` event: one statement, one transaction."""
     row = await pool.fetchrow(queries.CLAIM, owner, float(lease_seconds), str(uuid.uuid4()))
@@ -26,11 +40,13 @@ async def claim(pool: asyncpg.Pool, owner: str, lease_seconds: float) -> tuple[W
         return None
     task = dict(row)
     task.pop("notified", None)
+    deadline_mono = time.monotonic() + (task["deadline_at"] - task.pop("claimed_now")).total_seconds()
     if task["status"] == TaskStatus.UNKNOWN:
-        return Work.RECONCILE, task
+        return Claimed(Work.RECONCILE, task, deadline_mono)
     if task["status"] == TaskStatus.RUNNING:
-        return Work.EXECUTE, task
-    return Work.EXPIRE, task  # pending or retrying, past its deadline: never sent, never will be
+        return Claimed(Work.EXECUTE, task, deadline_mono)
+    # pending or retrying, past its deadline: never sent, never will be
+    return Claimed(Work.EXPIRE, task, deadline_mono)
 
 
 async def renew_lease(pool: asyncpg.Pool, task: dict[str, Any], owner: str, lease_seconds: float) -> bool:

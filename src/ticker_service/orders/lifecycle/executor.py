@@ -30,10 +30,10 @@ import structlog
 from ticker_service.brokers.base import Broker, BrokerOrder
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.broker_call import call_broker, modify_params, place_params
-from ticker_service.orders.lifecycle.claim import Work, claim, next_due_in, renew_lease
-from ticker_service.orders.lifecycle.finish import finish
+from ticker_service.orders.lifecycle.claim import Claimed, Work, claim, next_due_in, renew_lease
+from ticker_service.orders.lifecycle.finish import Finished, finish
 from ticker_service.orders.lifecycle.hooks import FinishHook
-from ticker_service.orders.lifecycle.outcome import Decision, Outcome, OutcomeKind, Timing
+from ticker_service.orders.lifecycle.outcome import Outcome, OutcomeKind, Timing
 from ticker_service.orders.lifecycle.reconcile import reconcile
 from ticker_service.orders.lifecycle.states import Operation
 from ticker_service.orders.mirror import record_orders
@@ -42,6 +42,9 @@ from ticker_service.settings import Settings
 log = structlog.get_logger("ticker.executor")
 
 K = OutcomeKind
+
+READ_BACK_AFTER = 1.0  # seconds: a placed order the broker's updates have not brought by then is read
+_MIRRORED = "SELECT true FROM orders WHERE account_id = $1 AND order_id = $2"
 
 
 class Executor:
@@ -52,7 +55,7 @@ class Executor:
         settings: Settings,
         *,
         hooks: Sequence[FinishHook] = (),
-        on_task_resolved: Callable[[str], None] | None = None,
+        on_task_resolved: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.pool = pool
         self.brokers = brokers
@@ -62,7 +65,7 @@ class Executor:
         self.instance_id = settings.server.instance_id
         self._stop = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
-        self._finishing: set[asyncio.Task[Decision | None]] = set()
+        self._finishing: set[asyncio.Task[Finished | None]] = set()
         self._reading_back: set[asyncio.Task[None]] = set()
         self._idle: deque[asyncio.Event] = deque()
         self._generation = 0
@@ -157,7 +160,7 @@ class Executor:
         claimed = await claim(self.pool, owner, self.settings.execution.lease_seconds)
         if claimed is None:
             return False
-        work, task = claimed
+        work, task = claimed.work, claimed.task
         with structlog.contextvars.bound_contextvars(task_id=task["task_id"]):
             if work == Work.EXPIRE:
                 outcome = Outcome(K.EXPIRED, "deadline passed before the request could be sent; not placed")
@@ -165,17 +168,23 @@ class Executor:
                 outcome = await self._execute(task, owner)
             else:
                 outcome = await self._reconcile(task)
-            await self._finish(task, owner, outcome)
+            await self._finish(claimed, owner, outcome)
             if outcome.kind in (K.PLACED, K.DONE) and outcome.order is None and outcome.order_id:
                 self._read_back(task, outcome.order_id)
         return True
 
     def _read_back(self, task: dict[str, Any], order_id: str) -> None:
         """The broker answered with the order's id only (Kite does): the answer to the client need not
-        wait for a second call, so the order is read after the finish and recorded in the mirror,
-        which makes its events; the ticker and reconciliation would bring it too, this is sooner."""
+        wait for a second call. The broker's own update stream (Kite's ticker, postbacks) usually
+        brings the order within moments, so after `READ_BACK_AFTER` seconds the order is read, and
+        recorded in the mirror (which makes its events), only if nothing has brought it yet. Reading
+        every order at once would spend Kite's 10-a-second budget for reads on what is already
+        coming, and load the database while the next orders are on their way."""
 
         async def read() -> None:
+            await asyncio.sleep(READ_BACK_AFTER)
+            if await self.pool.fetchval(_MIRRORED, task["account_id"], order_id):
+                return
             order = await self._fetch(self.brokers(task["account_id"]), order_id)
             if order is not None:
                 await record_orders(self.pool, task["account_id"], [order])
@@ -263,18 +272,27 @@ class Executor:
             recheck=min(self.settings.execution.poll_interval * 2, 5.0) * (0.5 + self._rng.random()),
         )
 
-    async def _finish(self, task: dict[str, Any], owner: str, outcome: Outcome) -> None:
+    async def _finish(self, claimed: Claimed, owner: str, outcome: Outcome) -> None:
         """Record the outcome, shielded: cancelling the worker (shutdown) does not interrupt it."""
+        task = claimed.task
         recording = asyncio.create_task(
-            finish(self.pool, task, owner, outcome, self.timing(task["attempts"]), self.hooks)
+            finish(
+                self.pool,
+                task,
+                owner,
+                outcome,
+                self.timing(task["attempts"]),
+                self.hooks,
+                past_deadline=claimed.past_deadline(),
+            )
         )
         self._finishing.add(recording)
         recording.add_done_callback(self._finishing.discard)
         try:
-            decision = await asyncio.shield(recording)
+            finished = await asyncio.shield(recording)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.wait({recording}, timeout=self.settings.execution.broker_timeout + 2)
             raise
-        if decision is not None and decision.final and self.on_task_resolved is not None:
-            self.on_task_resolved(task["task_id"])
+        if finished is not None and finished.decision.final and self.on_task_resolved is not None:
+            self.on_task_resolved(task["task_id"], finished.row)

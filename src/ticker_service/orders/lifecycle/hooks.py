@@ -17,6 +17,11 @@ from ticker_service.outbox.event import NewEvent
 
 
 class FinishHook(Protocol):
+    def concerns(self, task: Mapping[str, Any]) -> bool:
+        """Whether this hook may act when `task` is resolved. A task that concerns no hook (and
+        records no order snapshot) finishes in a single statement, without an open transaction."""
+        ...
+
     async def on_task_final(
         self,
         conn: asyncpg.Connection,

@@ -33,7 +33,9 @@ _LEG = f"'{BatchRole.LEG.value}'"
 # ---- intake ------------------------------------------------------------------------------------
 
 # One statement: the task, its `pending` event with the account's next seq, and the NOTIFYs. Run
-# outside a transaction block it is its own transaction: when it returns, both are committed.
+# outside a transaction block it is its own transaction: when it returns, both are committed. The
+# NOTIFY on `ticker_tasks` names the instance that wrote the task ($13): it wakes its own workers
+# directly, and other instances' workers by this.
 INTAKE = f"""
 WITH t AS (
     INSERT INTO order_tasks (task_id, idempotency_key, request_hash, operation, params, status,
@@ -57,7 +59,7 @@ WITH t AS (
         data="$12::jsonb",
     )
 }
-SELECT t.*, {notify_sql(TASKS_CHANNEL)} AS claimable, {appended_notify()} AS notified FROM t
+SELECT t.*, {notify_sql(TASKS_CHANNEL, "$13::text")} AS claimable, {appended_notify()} AS notified FROM t
 """
 BY_KEY = "SELECT * FROM order_tasks WHERE account_id = $1 AND idempotency_key = $2"
 BY_ID = "SELECT * FROM order_tasks WHERE task_id = $1"
@@ -116,7 +118,7 @@ WITH c AS (
         data=task_status_sql("u", sql_is(S.RUNNING), worker="$1::text"),
     )
 }
-SELECT u.*, {appended_notify()} AS notified FROM u
+SELECT u.*, now() AS claimed_now, {appended_notify()} AS notified FROM u
 """
 RENEW = """
 UPDATE order_tasks SET lease_expires_at = now() + make_interval(secs => $4)
@@ -125,31 +127,68 @@ RETURNING task_id
 """
 SECONDS_UNKNOWN = "SELECT EXTRACT(EPOCH FROM now() - unknown_since) FROM order_tasks WHERE task_id = $1"
 
-# ---- finish (in the fenced transaction) ---------------------------------------------------------
+# ---- finish (fenced) ----------------------------------------------------------------------------
 
-LOCK_FOR_FINISH = """
-SELECT status, lease_owner, attempts, deadline_at <= now() AS past_deadline FROM order_tasks WHERE task_id = $1
-FOR UPDATE
+# Every finish statement is fenced: it applies only while the task is still as it was claimed, under
+# this worker's lease and attempt ($2 status, $3 owner, $4 attempts); otherwise it changes nothing.
+_FENCE = "task_id = $1 AND status = $2 AND lease_owner = $3 AND attempts = $4"
+# A state the task leaves again: lease released, due again after $7 seconds
+_SET_STATE = f"""
+UPDATE order_tasks SET status = $5, last_error = $6, next_attempt_at = now() + make_interval(secs => $7),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), attempts = attempts - $9,
+    unknown_since = CASE $8 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE unknown_since END
+WHERE {_FENCE}
+RETURNING *
 """
-# A state the task leaves again: lease released, due again after $4 seconds
-SET_STATE = """
-UPDATE order_tasks SET status = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4),
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), attempts = attempts - $6,
-    unknown_since = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE unknown_since END
-WHERE task_id = $1
-"""
-SET_FINAL = f"""
-UPDATE order_tasks SET status = $2, last_error = $3, order_id = COALESCE($4, order_id),
-    result = COALESCE($5::jsonb, result), lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+_SET_FINAL = f"""
+UPDATE order_tasks SET status = $5, last_error = $6, order_id = COALESCE($7, order_id),
+    result = COALESCE($8::jsonb, result), lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
     unknown_since = NULL
-WHERE task_id = $1
-RETURNING {notify_sql(TASK_DONE_CHANNEL, "task_id")}
+WHERE {_FENCE}
+RETURNING *
+"""
+
+
+def _events_of_u(count: str, events: str) -> str:
+    """The events of a finish, after the task's update `u`: `count` of them as a JSON list."""
+    return append_ctes(
+        gate="u",
+        source=f"jsonb_to_recordset({events}::text::jsonb) "
+        "AS e(i int, event_id text, event text, task_id text, order_id text, data jsonb)",
+        count=f"{count}::int",
+        i="e.i",
+        account="u.account_id",
+        event_id="e.event_id",
+        event="e.event",
+        task_id="e.task_id",
+        order_id="e.order_id",
+        data="e.data",
+    )
+
+
+# One statement, its own transaction: the fenced update, its events and the NOTIFYs (no row: fenced off)
+FINISH_STATE = f"""
+WITH u AS ({_SET_STATE}), {_events_of_u("$10", "$11")}
+SELECT u.*, {appended_notify()} AS notified,
+    CASE WHEN $12 THEN {notify_sql(TASKS_CHANNEL)} END AS woke
+FROM u
+"""
+FINISH_FINAL = f"""
+WITH u AS ({_SET_FINAL}), {_events_of_u("$9", "$10")}
+SELECT u.*, {appended_notify()} AS notified, {notify_sql(TASK_DONE_CHANNEL, "u.task_id")} AS done FROM u
+"""
+# The first statement of a finish that writes more (the order mirror, a batch's next step) in its
+# transaction: the task's final state, fenced, with the NOTIFY that wakes waiting requests
+SET_FINAL_IN_TRANSACTION = f"""
+WITH u AS ({_SET_FINAL})
+SELECT u.*, {notify_sql(TASK_DONE_CHANNEL, "u.task_id")} AS done FROM u
 """
 # Reconciliation could not reach the broker: the task stays `unknown` and is looked at again later
-STILL_UNKNOWN = """
-UPDATE order_tasks SET lease_owner = NULL, lease_expires_at = NULL, last_error = $2,
-    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
-WHERE task_id = $1
+STILL_UNKNOWN = f"""
+UPDATE order_tasks SET lease_owner = NULL, lease_expires_at = NULL, last_error = $5,
+    next_attempt_at = now() + make_interval(secs => $6), updated_at = now()
+WHERE {_FENCE}
+RETURNING *
 """
 WAKE_WORKERS = f"SELECT {notify_sql(TASKS_CHANNEL)}"
 

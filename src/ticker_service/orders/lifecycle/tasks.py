@@ -50,8 +50,12 @@ async def submit_task(
     expires_in: float,
     max_attempts: int,
     order_id: str | None = None,
+    written_by: str = "",
 ) -> tuple[dict[str, Any], bool]:
     """Write a task and its first event; returns (task row, created).
+
+    `written_by` (an instance id) is the payload of the NOTIFY that wakes the workers: the writing
+    instance wakes its own workers directly and ignores it.
 
     With an Idempotency-Key already used for this account, returns the existing task (created is
     False), or raises IdempotencyConflict when the earlier request differed.
@@ -79,6 +83,7 @@ async def submit_task(
             float(expires_in),
             event.event_id,
             _encoder.encode(event.data).decode(),
+            written_by,
         )
         if row is not None:
             return dict(row), True

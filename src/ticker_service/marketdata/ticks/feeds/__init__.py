@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from ticker_service.brokers.kite.packets import Mode, Tick
+from ticker_service.marketdata.packets import Mode, Tick
 
 
 class TickFeed(Protocol):

@@ -1,6 +1,6 @@
 """Ticks of a paper account: the paper broker's own price model, sampled at a configurable rate.
 
-The last price is `brokers.paper.prices.price_at`, the price the paper broker fills at in the same
+The last price is the paper broker's `model_price` (`PriceModel`), the price it fills at in the same
 instant, so a strategy sees the prices it trades at. The rest of a tick is made up but consistent:
 close is the instrument's reference price (the model moves around it), open is the model's price at
 the start of the day in Asia/Kolkata, high and low follow what this feed has sent, volume grows with
@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
 
-from ticker_service.brokers.kite.packets import INDICES, Depth, DepthEntry, Mode, Ohlc, Tick
-from ticker_service.brokers.paper.prices import price_at
+from ticker_service.brokers.base import PriceModel
 from ticker_service.instruments import Instrument, InstrumentBook
+from ticker_service.marketdata.packets import INDICES, Depth, DepthEntry, Mode, Ohlc, Tick
 from ticker_service.timeutil import IST
 
 _LEVELS = 5
@@ -29,12 +29,12 @@ class PaperTickFeed:
         self,
         instruments: InstrumentBook,
         *,
-        seed: int,
+        model: PriceModel,
         interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.instruments = instruments
-        self.seed = seed
+        self.model = model
         self.interval = interval
         self.clock = clock
         self._desired: dict[int, Mode] = {}
@@ -84,12 +84,12 @@ class PaperTickFeed:
         instrument = self.instruments.by_token(token)
         assert instrument is not None
         t = self.clock()
-        price = float(price_at(instrument, t, self.seed))
+        price = float(self.model.model_price(instrument, t))
         stamp = datetime.fromtimestamp(int(t), IST)
         day_start = stamp.replace(hour=9, minute=15, second=0)
         if day_start > stamp:
             day_start = day_start.replace(hour=0, minute=0)
-        open_ = float(price_at(instrument, day_start.timestamp(), self.seed))
+        open_ = float(self.model.model_price(instrument, day_start.timestamp()))
         high, low = self._range.get(token, (max(open_, price), min(open_, price)))
         high, low = max(high, price), min(low, price)
         self._range[token] = (high, low)
