@@ -218,7 +218,8 @@ class KiteBroker:
         return [jsonable(t) for t in trades]
 
     async def orders(self) -> list[BrokerOrder]:
-        return [to_order(o) for o in await self._read(lambda kite: kite.orders())]
+        # mapped on the worker thread: a day's book is thousands of orders, too many to map on the event loop
+        return await self._read(lambda kite: [to_order(o) for o in kite.orders()])
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         """Kite has no lookup by tag: the day's book is filtered (the service's tags are unique)."""
