@@ -22,6 +22,7 @@ from ticker_service.stream import close_codes
 from ticker_service.stream.hub import EventsGone, SinceAhead, StreamHub
 from ticker_service.stream.messages import PONG, encode_connected, encode_error, is_ping
 from ticker_service.stream.subscriber import Subscriber
+from ticker_service.stream.texts import receive_texts
 from ticker_service.system.access import Access, Source, authorize
 from ticker_service.system.auth import resolve_caller
 from ticker_service.system.errors import ApiError
@@ -140,15 +141,11 @@ async def serve_order_stream(
 
 async def _answer_pings(socket: WebSocket[Any, Any, Any]) -> None:
     """Read the client's messages until it leaves: `ping` gets `pong`, anything else an error."""
-    while True:
-        message = await socket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        if not isinstance(text, str):
-            raw = message.get("bytes")
-            text = raw.decode(errors="replace") if isinstance(raw, bytes) else ""
+
+    async def answer(text: str) -> None:
         if is_ping(text):
             await socket.send_text(PONG)
         else:
             await socket.send_text(encode_error("unknown message; send 'ping' to get 'pong'"))
+
+    await receive_texts(socket, answer)

@@ -21,9 +21,10 @@ from ticker_service.marketdata.ticks.client import TickClient
 from ticker_service.marketdata.ticks.controls import ControlError, apply_control
 from ticker_service.marketdata.ticks.entry import TickEntry
 from ticker_service.marketdata.ticks.hub import TickHub
-from ticker_service.marketdata.ticks.pump import receive_loop, refuse, run_until_first_ends, send_loop
+from ticker_service.marketdata.ticks.pump import refuse, run_until_first_ends, send_loop
 from ticker_service.settings import Settings
 from ticker_service.stream import close_codes
+from ticker_service.stream.texts import receive_texts
 from ticker_service.system import metrics
 from ticker_service.system.access import DEFAULT_ACCOUNT, Access, Source
 from ticker_service.system.auth import resolve_caller
@@ -77,7 +78,7 @@ async def serve_json_ticks(
             except ControlError as exc:
                 await socket.send_text(_message("error", message=str(exc)))
 
-        await run_until_first_ends(send_loop(socket, client, _encode, on_sent=_OUT.inc), receive_loop(socket, on_text))
+        await run_until_first_ends(send_loop(socket, client, _encode, on_sent=_OUT.inc), receive_texts(socket, on_text))
     finally:
         closing = hub.closing
         hub.disconnect(client)

@@ -26,10 +26,11 @@ from ticker_service.marketdata.ticks.client import TickClient
 from ticker_service.marketdata.ticks.controls import ControlError, apply_control
 from ticker_service.marketdata.ticks.entry import TickEntry
 from ticker_service.marketdata.ticks.hub import TickHub
-from ticker_service.marketdata.ticks.pump import receive_loop, refuse, run_until_first_ends, send_loop
+from ticker_service.marketdata.ticks.pump import refuse, run_until_first_ends, send_loop
 from ticker_service.marketdata.ticks.wire import HEARTBEAT, frames
 from ticker_service.settings import Settings
 from ticker_service.stream import close_codes
+from ticker_service.stream.texts import receive_texts
 from ticker_service.system import metrics
 from ticker_service.system.access import Access, Source
 
@@ -100,7 +101,7 @@ async def serve_kite_ticks(
 
         await run_until_first_ends(
             send_loop(socket, client, _encode, idle=HEARTBEAT_EVERY, idle_message=HEARTBEAT, on_sent=_OUT.inc),
-            receive_loop(socket, on_text),
+            receive_texts(socket, on_text),
         )
     finally:
         closing = hub.closing

@@ -23,7 +23,6 @@ from ticker_service.stream import close_codes
 log = structlog.get_logger("ticker.marketdata")
 
 Encode = Callable[[TickClient, dict[int, TickEntry]], list[str | bytes]]
-OnText = Callable[[str], Awaitable[None]]
 
 
 async def refuse(socket: WebSocket[Any, Any, Any], code: int, text: str) -> None:
@@ -60,19 +59,6 @@ async def send_loop(
             await send(socket, message)
         if on_sent is not None:
             on_sent(len(batch))
-
-
-async def receive_loop(socket: WebSocket[Any, Any, Any], on_text: OnText) -> None:
-    """Every text (or binary, read as UTF-8) message to `on_text`, until the client leaves."""
-    while True:
-        message = await socket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        if not isinstance(text, str):
-            raw = message.get("bytes")
-            text = raw.decode(errors="replace") if isinstance(raw, bytes) else ""
-        await on_text(text)
 
 
 async def run_until_first_ends(*loops: Awaitable[None]) -> None:
