@@ -33,7 +33,7 @@ from ticker_service.jobs.singleton import (
     run_singleton,
     tick_lock,
 )
-from ticker_service.marketdata.history.forming import FormingCandles, NoFormingCandles
+from ticker_service.marketdata.history.forming import FormingCandles, TickCandles
 from ticker_service.marketdata.history.kite import CandleSource
 from ticker_service.marketdata.history.service import HistoryService
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
@@ -89,8 +89,8 @@ class Runtime:
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
         self.history: HistoryService  # candles (marketdata/history)
-        # candles from live ticks: a seam the tick stream fills in; until then the broker's answer stands
-        self.forming_candles: FormingCandles = NoFormingCandles()
+        # candles from live ticks (the minute candles each account's feed holder keeps in PostgreSQL)
+        self.forming_candles: FormingCandles
         check_supported(settings.accounts.brokers)  # refuse unsupported brokers before anything starts
         check_account_locks(settings.accounts.brokers)
         self.stream = StreamHub(settings, self.dsn)  # the WebSocket order stream (stream/)
@@ -125,6 +125,7 @@ class Runtime:
         paper_accounts = list(models)
         dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
         self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
+        self.forming_candles = TickCandles(self.pool)
         self.history = HistoryService(
             self.pool,
             self.catalogue,

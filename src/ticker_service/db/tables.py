@@ -436,6 +436,25 @@ candle_ranges = Table(
     CheckConstraint("from_ts < to_ts", name="ck_candle_ranges_order"),
 )
 
+# minute candles built from ticks by the feed's holder (0011); volume_from/to: the day's cumulative volume
+tick_candles = Table(
+    "tick_candles",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("instrument_token", BigInteger, primary_key=True),
+    Column("ts", TZ, primary_key=True),  # the minute
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("volume_from", BigInteger),
+    Column("volume_to", BigInteger),
+    Column("oi", BigInteger),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    CheckConstraint("low <= high", name="ck_tick_candles_range"),
+    Index("ix_tick_candles_ts", "ts"),
+)
+
 # ---- live ticks (0009): UNLOGGED, latest-value data and leases ------------------------------------
 
 market_ticks = Table(

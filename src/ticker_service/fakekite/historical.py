@@ -69,8 +69,23 @@ def _candle(
     return candle
 
 
-def candles(instrument: FakeInstrument, interval: str, start: datetime, end: datetime, *, oi: bool) -> list[list[Any]]:
-    """Candles whose start lies in [start, end], or Kite's InputException for a bad request."""
+def candles(
+    instrument: FakeInstrument,
+    interval: str,
+    start: datetime,
+    end: datetime,
+    *,
+    oi: bool,
+    lag: float | None = None,
+    all_day: bool = False,
+    now: datetime | None = None,
+) -> list[list[Any]]:
+    """Candles whose start lies in [start, end], or Kite's InputException for a bad request.
+
+    `lag` (seconds): like the real historical API, which lags the live market, serve only candles
+    whose period ended at least `lag` seconds before `now` (None: every candle, the future's too).
+    `all_day`: a session around the clock on every day (so a test at any hour has a "today").
+    """
     if interval not in INTERVALS:
         raise input_error("invalid interval")
     minutes, max_days = INTERVALS[interval]
@@ -79,21 +94,26 @@ def candles(instrument: FakeInstrument, interval: str, start: datetime, end: dat
     if end - start > timedelta(days=max_days):
         raise input_error(f"interval exceeds max limit: {max_days} days")
     out: list[list[Any]] = []
+    served_until = None if lag is None else (now or datetime.now(start.tzinfo)) - timedelta(seconds=lag)
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day <= end:
-        if day.weekday() < 5:
+        if day.weekday() < 5 or all_day:
+            session_open = day if all_day else day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
+            session_close = (
+                day + timedelta(days=1)
+                if all_day
+                else day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
+            )
             if minutes == 0:
-                if start <= day:
-                    session_open = day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
-                    session_close = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
+                if start <= day and (served_until is None or session_close <= served_until):
                     out.append(_candle(instrument, session_open, session_close, oi, label=day))
             else:
-                moment = day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
-                close = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
+                moment = session_open
                 step = timedelta(minutes=minutes)
-                while moment < close:
-                    if start <= moment <= end:
-                        out.append(_candle(instrument, moment, min(moment + step, close), oi))
+                while moment < session_close:
+                    ends = min(moment + step, session_close)
+                    if start <= moment <= end and (served_until is None or ends <= served_until):
+                        out.append(_candle(instrument, moment, ends, oi))
                     moment += step
         day += timedelta(days=1)
     return out

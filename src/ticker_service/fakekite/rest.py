@@ -293,7 +293,11 @@ class RestApi:
         except ValueError:
             raise input_error("Invalid `from` or `to` date: use yyyy-mm-dd hh:mm:ss.") from None
         oi = query.get("oi", "0") == "1"
-        return {"candles": candles(instrument, info["interval"], start, end, oi=oi)}
+        fake = self.fake
+        found = candles(
+            instrument, info["interval"], start, end, oi=oi, lag=fake.historical_lag, all_day=fake.historical_all_day
+        )
+        return {"candles": found}
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return failure(KiteError("GeneralException", ROUTE_NOT_FOUND, 404))

@@ -85,6 +85,8 @@ class FakeKite:
         self.auto_match = auto_match
         self.enforce_rate_limits = enforce_rate_limits
         self.tick_interval = tick_interval
+        self.historical_lag: float | None = None  # see `set_historical`
+        self.historical_all_day = False
         self.holdings: list[Holding] = list(DEFAULT_HOLDINGS if holdings is None else holdings)
         self.opening_balance: dict[str, Decimal] = {"equity": Decimal(500_000), "commodity": Decimal(100_000)}
         self.opening_balance.update(opening_balance or {})
@@ -263,6 +265,12 @@ class FakeKite:
         moved = self.market.advance()
         self._prices_moved(moved)
         return moved
+
+    def set_historical(self, *, lag: float | None = None, all_day: bool = False) -> None:
+        """Historical candles lag the live market by `lag` seconds (a candle is served once its period
+        ended that long ago; None: every candle asked for, as before), around the clock if `all_day`."""
+        self.historical_lag = lag
+        self.historical_all_day = all_day
 
     def set_tick_interval(self, seconds: float | None) -> None:
         """Seconds between price steps, or None for prices that move only when set."""

@@ -1,7 +1,9 @@
-"""A candle, and how `/history` shows it (Kite's fields as an object, the date with its IST offset)."""
+"""A candle, and how `/history` shows it (Kite's fields as an object, the date with its IST offset;
+the still-forming candle adds `"forming": true`, closed ones carry no such field)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,7 @@ class Candle:
     close: float
     volume: int
     oi: int | None = None
+    forming: bool = False  # the period holding now: its values still change (closed candles: no field)
 
     def view(self, with_oi: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -30,6 +33,8 @@ class Candle:
         }
         if with_oi:
             out["oi"] = self.oi or 0
+        if self.forming:
+            out["forming"] = True
         return out
 
 
@@ -50,3 +55,35 @@ def from_kite(record: dict[str, Any]) -> Candle:
         volume=int(record["volume"]),
         oi=None if oi is None else int(oi),
     )
+
+
+def aggregate(candles: Iterable[Candle], label: Callable[[datetime], datetime]) -> list[Candle]:
+    """Candles in time order merged by `label` (a period's label for a candle's date): first open, last
+    close, extremes, summed volume, the last open interest known."""
+    out: list[Candle] = []
+    group: list[Candle] = []
+    current: datetime | None = None
+
+    def close_group() -> None:
+        if group and current is not None:
+            ois = [c.oi for c in group if c.oi is not None]
+            out.append(
+                Candle(
+                    current,
+                    group[0].open,
+                    max(c.high for c in group),
+                    min(c.low for c in group),
+                    group[-1].close,
+                    sum(c.volume for c in group),
+                    ois[-1] if ois else None,
+                )
+            )
+
+    for candle in candles:
+        key = label(candle.date)
+        if key != current:
+            close_group()
+            group, current = [], key
+        group.append(candle)
+    close_group()
+    return out

@@ -98,3 +98,30 @@ def settled_before(interval: Interval, now: datetime) -> datetime:
     if interval.is_day:
         return datetime.combine(now.astimezone(IST).date(), time(0), IST)  # today's day candle is still forming
     return now - timedelta(minutes=interval.minutes) - SETTLE
+
+
+def label_of(interval: Interval, moment: datetime) -> datetime:
+    """The label of the period holding `moment`: the session's grid (anchored at the open); past the
+    close a grid anchored at the close, so ticks outside NSE's session (MCX, simulated exchanges)
+    never fold into the session's last candle; a day candle is the day's midnight IST."""
+    local = moment.astimezone(IST)
+    day = datetime.combine(local.date(), time(0), IST)
+    if interval.is_day:
+        return day
+    opens = day.replace(hour=SESSION_OPEN.hour, minute=SESSION_OPEN.minute)
+    closes = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
+    anchor = closes if local >= closes else opens
+    offset = (local - anchor).total_seconds()
+    return max(day, anchor + timedelta(seconds=offset - offset % (interval.minutes * 60)))
+
+
+def period_end(interval: Interval, label: datetime) -> datetime:
+    """When the period labelled `label` (a label of `label_of`) closes."""
+    local = label.astimezone(IST)
+    day = datetime.combine(local.date(), time(0), IST)
+    if interval.is_day:
+        return datetime.combine(day.date() + timedelta(days=1), time(0), IST)
+    end = local + timedelta(minutes=interval.minutes)
+    closes = day.replace(hour=SESSION_CLOSE.hour, minute=SESSION_CLOSE.minute)
+    following = datetime.combine(day.date() + timedelta(days=1), time(0), IST)
+    return min(closes, end) if local < closes else min(end, following)

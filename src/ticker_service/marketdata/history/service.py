@@ -4,25 +4,36 @@
 * Kite accounts: the stored candles (`store`) for the ranges already complete; the rest (gaps) is
   fetched in Kite-sized windows (`kite`). Candles of closed periods are kept with the range they
   complete, so asking again reads no window twice; the part not yet settled (the current session)
-  is fetched on every request and never kept. Candles built from live ticks (`forming`) replace the
-  broker's for the unsettled part once the tick stream provides them.
+  is fetched on every request and never kept.
+* Today (`_live`): the broker's candles where they are final (paper: the model's, exact up to now;
+  Kite: settled ones), the minute candles the account's feed holder built from ticks (`forming`)
+  for the minutes the broker does not have yet or has not settled (Kite's historical API lags the
+  live market; a simulated account ticks outside NSE's session too); higher intervals aggregated
+  from that one minute series; the period holding now marked `forming`. Every label once, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import asyncpg
 
 from ticker_service.brokers.base import BrokerRejected, PriceModel
 from ticker_service.instruments import Instrument
 from ticker_service.marketdata.history import store
-from ticker_service.marketdata.history.candles import Candle
+from ticker_service.marketdata.history.candles import Candle, aggregate
 from ticker_service.marketdata.history.forming import FormingCandles
-from ticker_service.marketdata.history.intervals import INTERVALS, Interval, estimated_candles, settled_before
+from ticker_service.marketdata.history.intervals import (
+    INTERVALS,
+    Interval,
+    estimated_candles,
+    label_of,
+    period_end,
+    settled_before,
+)
 from ticker_service.marketdata.history.kite import CandleSource, fetch_gap
 from ticker_service.marketdata.history.paper import paper_candles
 from ticker_service.marketdata.history.windows import subtract
@@ -87,7 +98,7 @@ class HistoryService:
             found = await self._paper(instrument, interval, query, model, now)
         else:
             found = await self._kite(account_id, interval, query, now)
-        return await self._with_forming(account_id, query, interval, found, now)
+        return await self._live(account_id, instrument, interval, query, found, model, now)
 
     async def _paper(
         self, instrument: Instrument, interval: Interval, q: HistoryQuery, model: PriceModel, now: datetime
@@ -122,6 +133,10 @@ class HistoryService:
             unique = {c.date: c for c in fetched}
             closed = [c for c in unique.values() if c.date < settled]
             complete_to = min(gap[1], settled)
+            today = label_of(DAY, now)
+            if complete_to > today:  # Kite's history lags the market: today is complete to its last candle only
+                served = [c.date + timedelta(minutes=interval.minutes) for c in closed if c.date >= today]
+                complete_to = min(complete_to, max([today, *served]))
             if gap[0] < complete_to:
                 await store.save(self.pool, key, closed, (gap[0], complete_to))
             fresh.update((d, c) for d, c in unique.items() if d >= settled)
@@ -129,14 +144,62 @@ class HistoryService:
         merged = {c.date: c for c in kept} | fresh
         return [merged[d] for d in sorted(merged)]
 
-    async def _with_forming(
-        self, account_id: str, q: HistoryQuery, interval: Interval, found: list[Candle], now: datetime
+    async def _live(
+        self,
+        account_id: str,
+        instrument: Instrument,
+        interval: Interval,
+        q: HistoryQuery,
+        found: list[Candle],
+        model: PriceModel | None,
+        now: datetime,
     ) -> list[Candle]:
-        settled = settled_before(interval, now)
-        if q.end <= settled:
+        """Today's part of the answer: the broker's candles where they are final, the tick candles for
+        the minutes the broker does not have yet (or has not settled), higher intervals aggregated
+        from that one minute series, and the period holding now marked as forming."""
+        today = label_of(DAY, now)
+        if q.end <= today or q.start > now:
             return found
-        built = await self.forming.forming(account_id, q.instrument_token, interval.name, max(q.start, settled), q.end)
-        if not built:
-            return found
-        merged = {c.date: c for c in found} | {c.date: c for c in built}
-        return [merged[d] for d in sorted(merged)]
+        # the periods asked for from today on, and the minutes they hold up to now
+        first = label_of(interval, max(q.start, today))
+        last_label = label_of(interval, min(q.end - _INSTANT, now))
+        until = min(period_end(interval, last_label), label_of(MINUTE, now) + _MINUTE)
+        if interval.minutes == 1:
+            base = [c for c in found if c.date >= first]
+        elif model is not None:
+            base = []  # the model has every period of its session (final): ticks only fill the others
+        else:
+            base = await self._kite(account_id, MINUTE, _minutes_of(q, first, until), now)
+        ticks = await self.forming.forming(account_id, instrument.instrument_token, MINUTE.name, first, until)
+        # paper: the model's candle is exact up to now (final); Kite's is final once settled
+        minutes = _overlay(base, ticks, None if model is not None else settled_before(MINUTE, now))
+        built = minutes if interval.minutes == 1 else aggregate(minutes, lambda d: label_of(interval, d))
+        wanted = [c for c in built if q.start <= c.date < q.end and c.date <= now]
+        merged = _overlay(found, wanted, None if model is not None else settled_before(interval, now))
+        forming_label = label_of(interval, now)
+        return [
+            replace(c, forming=True) if c.date == forming_label else c
+            for c in merged
+            if c.date <= now  # no candle starts in the future (Kite's answer may reach past now)
+        ]
+
+
+_INSTANT = timedelta(microseconds=1)
+_MINUTE = timedelta(minutes=1)
+MINUTE = INTERVALS["minute"]
+DAY = INTERVALS["day"]
+
+
+def _minutes_of(q: HistoryQuery, start: datetime, end: datetime) -> HistoryQuery:
+    return HistoryQuery(q.instrument_token, MINUTE.name, start, end, q.continuous, q.oi)
+
+
+def _overlay(base: list[Candle], built: Sequence[Candle], final_before: datetime | None) -> list[Candle]:
+    """`base` (the broker's) with `built` (from ticks) for every label the broker lacks, and for every
+    label from `final_before` on (a broker candle not final yet); `final_before` None: the broker's
+    candles are all final. One candle per label, in time order: no gap the ticks can fill, no duplicate."""
+    merged = {c.date: c for c in base}
+    for candle in built:
+        if candle.date not in merged or (final_before is not None and candle.date >= final_before):
+            merged[candle.date] = candle
+    return [merged[d] for d in sorted(merged)]

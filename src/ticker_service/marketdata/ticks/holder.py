@@ -1,5 +1,5 @@
 """The account's feed holder: keeps the upstream feed's instruments in line with everyone's wants,
-and publishes its ticks.
+and publishes its ticks and the minute candles built from them.
 
 Runs in the one process that holds the account's feed (an advisory lock: the Kite account's order
 stream, which owns the ticker connections, or the paper account's tick lock). Wants are re-read
@@ -19,6 +19,7 @@ import structlog
 from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.subscriptions import leases
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
+from ticker_service.marketdata.ticks.candles import TickCandleBuilder
 from ticker_service.marketdata.ticks.feeds import TickFeed
 from ticker_service.marketdata.ticks.publisher import TickPublisher
 from ticker_service.system import metrics
@@ -33,9 +34,11 @@ async def hold_ticks(
 ) -> None:
     """Until cancelled (or until the feed or the database fails: the caller restarts it)."""
     publisher = TickPublisher(pool, account_id)
+    candles = TickCandleBuilder(pool, account_id)
 
     async def pump() -> None:
         async for batch in feed.ticks():
+            candles.add(batch)  # every tick, before the publisher keeps only the newest per instrument
             publisher.put(batch)
 
     async def sync() -> None:
@@ -57,6 +60,7 @@ async def hold_ticks(
     tasks = [
         asyncio.create_task(pump(), name=f"ticks-pump-{account_id}"),
         asyncio.create_task(publisher.run(), name=f"ticks-publish-{account_id}"),
+        asyncio.create_task(candles.run(), name=f"tick-candles-{account_id}"),
         asyncio.create_task(sync(), name=f"ticks-wants-{account_id}"),
     ]
     try:
