@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from cryptography.fernet import Fernet
 
 from harness.load import run_async
@@ -66,25 +67,30 @@ API_KEY, API_SECRET, ACCESS_TOKEN = "benchkey", "benchsecret", "benchaccesstoken
 TOKENS = [(900_000 + i) << 8 | 1 for i in range(1, INSTRUMENTS + 1)]
 
 
+class TickIn(msgspec.Struct):
+    """What a client reads of a tick: the instrument, and the fake's send time in `last_quantity`."""
+
+    instrument_token: int
+    last_quantity: int = 0
+
+
+class MessageIn(msgspec.Struct):
+    type: str
+    data: list[TickIn] = []
+    subscriptions: list[Any] | None = None
+
+
 # --------------------------------------------------------------------------------------------
 # the client process (this script with --client): N sockets, records [t0, t1)
 
 
 async def _client(url: str, sockets: int, t0: float, t1: float, out: Path) -> None:
     import aiohttp
-    import msgspec
-
-    class TickIn(msgspec.Struct):
-        instrument_token: int
-        last_quantity: int = 0
-
-    class MessageIn(msgspec.Struct):
-        type: str
-        data: list[TickIn] = []
-        subscriptions: list[Any] | None = None
 
     decoder = msgspec.json.Decoder(MessageIn)
-    latencies = array.array("d")
+    # (receipt time in us, message) while recording: decoded only after the window, so the receipt
+    # time of one socket's message never includes this process decoding the messages before it
+    received: list[tuple[int, str]] = []
     summary: dict[str, Any] = {"connected": 0, "subscriptions": [], "messages": 0, "ticks": 0, "errors": []}
 
     async def one(session: aiohttp.ClientSession) -> None:
@@ -96,15 +102,8 @@ async def _client(url: str, sockets: int, t0: float, t1: float, out: Path) -> No
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             now = time.time()
-            if now < t0:
-                continue
-            message = decoder.decode(msg.data)
-            if message.type != "ticks":
-                continue
-            now_us = int(now * 1e6)
-            summary["messages"] += 1
-            summary["ticks"] += len(message.data)
-            latencies.extend(((now_us - t.last_quantity) % 2**32) / 1000.0 for t in message.data)
+            if t0 <= now < t1:
+                received.append((int(now * 1e6), msg.data))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         tasks = [asyncio.create_task(one(session)) for _ in range(sockets)]
@@ -114,6 +113,14 @@ async def _client(url: str, sockets: int, t0: float, t1: float, out: Path) -> No
                 summary["errors"].append(f"{type(error).__name__}: {error}")
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    latencies = array.array("d")
+    for now_us, data in received:
+        message = decoder.decode(data)
+        if message.type != "ticks":
+            continue
+        summary["messages"] += 1
+        summary["ticks"] += len(message.data)
+        latencies.extend(((now_us - t.last_quantity) % 2**32) / 1000.0 for t in message.data)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary["cpu_s"] = usage.ru_utime + usage.ru_stime
     out.with_suffix(".bin").write_bytes(latencies.tobytes())
@@ -310,9 +317,9 @@ def _total(ws: list[Window]) -> Window:
 
 def report(s: Session, args: argparse.Namespace, windows: dict[str, list[Window]]) -> None:
     svc, ceil = _total(windows["service"]), _total(windows["ceiling"])
-    ratio = svc.ticks_per_cpu_s / ceil.ticks_per_cpu_s
+    ratio = svc.ticks_per_cpu_s / ceil.ticks_per_cpu_s if ceil.ticks else float("nan")
     pairs = zip(windows["service"], windows["ceiling"], strict=True)
-    round_ratios = [a.ticks_per_cpu_s / b.ticks_per_cpu_s for a, b in pairs]
+    round_ratios = [a.ticks_per_cpu_s / b.ticks_per_cpu_s if b.ticks else float("nan") for a, b in pairs]
     expected = INSTRUMENTS * CLIENTS
     print()
     print(
@@ -337,10 +344,11 @@ def report(s: Session, args: argparse.Namespace, windows: dict[str, list[Window]
             (
                 f"{name}: delivered ticks/s",
                 f"{w.rate:,.0f}/s",
-                f"{expected:,}/s sent",
+                f"{expected:,} a step",
                 "-",
-                f"{w.ticks:,} ticks in {w.messages:,} messages over {w.seconds:g} s; {w.connected} clients connected; "
-                f"subscriptions per client {sorted(w.subscriptions) or '-'}",
+                f"{w.ticks:,} ticks in {w.messages:,} messages over {w.seconds:g} s (the fake steps every 1 s plus "
+                f"its own work); {w.connected} clients connected"
+                + (f", following {sorted(w.subscriptions)} instruments each" if name == "service" else ""),
             ),
             (
                 f"{name}: server CPU per delivered tick",
