@@ -1,6 +1,7 @@
 """Ceilings: the least an order gateway can do, with no project code.
 
-`POST /orders/place` is the intake ceiling; `POST /kite/place` the floor of a durable Kite gateway.
+`POST /orders/place` is the intake ceiling; `POST /kite/place` the floor of a durable Kite gateway;
+`WS /ws/ticks` the ceiling of tick fan-out.
 
 A bare Litestar app whose POST handler, through a raw asyncpg pool, does in ONE transaction what
 the service's intake must do at minimum: insert a task row (shaped like `order_tasks`), insert an
@@ -19,6 +20,13 @@ client on a worker thread (kiteconnect is synchronous), commit the answer, reply
 commits and a thread hop; no rate limits, no events, no validation beyond the body's types. Set
 KITE_ROOT, KITE_API_KEY and KITE_ACCESS_TOKEN for it.
 
+`WS /ws/ticks` (bench/ticks.py): with CEILING_TICKS_UPSTREAM (a Kite ticker URL with api_key and
+access_token) and CEILING_TICKS_TOKENS (comma-separated instrument tokens) set, the app holds one
+ticker connection, subscribes those instruments in quote mode, and turns each binary frame into ONE
+JSON text in Kite's tick shape (`{"type": "ticks", "data": [...]}`, the shape `/ws/ticks` sends),
+encoded once and handed to every connected socket, each drained by its own sender. No database, no
+conflation, no wants: the least a tick fan-out over the same HTTP stack can do.
+
 It creates its own `bench_`-prefixed tables at start-up. Served by uvicorn, one worker, with the
 same uvicorn options as `ticker-service serve`.
 """
@@ -26,7 +34,10 @@ same uvicorn options as `ticker-service serve`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import struct
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +47,7 @@ import asyncpg
 import msgspec
 import uvicorn
 from kiteconnect import KiteConnect
-from litestar import Litestar, Response, get, post
+from litestar import Litestar, Response, WebSocket, get, post, websocket
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bench_order_tasks (
@@ -97,9 +108,15 @@ async def lifespan(_app: Litestar) -> AsyncIterator[None]:
     _pool = await asyncpg.create_pool(_dsn(), min_size=12, max_size=22)
     async with _pool.acquire() as conn:
         await conn.execute(SCHEMA)
+    upstream = os.environ.get("CEILING_TICKS_UPSTREAM")
+    feed = asyncio.create_task(_tick_feed(upstream)) if upstream else None
     try:
         yield
     finally:
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(BaseException):
+                await feed
         await _pool.close()
 
 
@@ -154,12 +171,100 @@ async def kite_place(data: PlaceOrder) -> Response[dict[str, str]]:
     return Response({"task_id": task_id, "order_id": str(order_id)}, status_code=201)
 
 
+# ---- tick fan-out ceiling --------------------------------------------------------------------------
+
+_QUOTE = struct.Struct(">IiIiIIIiiii")  # a stock's quote packet (44 bytes), Kite's layout
+_U16 = struct.Struct(">H")
+_tick_sockets: set[_TickSocket] = set()
+_tick_encoder = msgspec.json.Encoder()
+
+
+class _TickSocket:
+    __slots__ = ("pending", "ready")
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.ready = asyncio.Event()
+
+
+def _quote_json(packet: bytes) -> dict[str, object]:
+    token, last, last_qty, avg, volume, buy_qty, sell_qty, open_, high, low, close = _QUOTE.unpack(packet)
+    return {
+        "mode": "quote",
+        "tradable": True,
+        "instrument_token": token,
+        "last_price": last / 100,
+        "last_quantity": last_qty,
+        "average_price": avg / 100,
+        "volume": volume,
+        "buy_quantity": buy_qty,
+        "sell_quantity": sell_qty,
+        "ohlc": {"open": open_ / 100, "high": high / 100, "low": low / 100, "close": close / 100},
+        "change": (last - close) / 100 if close else 0.0,
+    }
+
+
+def _frame_json(frame: bytes) -> str | None:
+    """One upstream frame as the one JSON text every socket gets (None for a heartbeat)."""
+    if len(frame) < 2:
+        return None
+    (count,) = _U16.unpack_from(frame, 0)
+    ticks, at = [], 2
+    for _ in range(count):
+        (size,) = _U16.unpack_from(frame, at)
+        if size == _QUOTE.size:
+            ticks.append(_quote_json(frame[at + 2 : at + 2 + size]))
+        at += 2 + size
+    return _tick_encoder.encode({"type": "ticks", "data": ticks}).decode() if ticks else None
+
+
+async def _tick_feed(upstream: str) -> None:
+    import aiohttp
+
+    tokens = [int(t) for t in os.environ.get("CEILING_TICKS_TOKENS", "").split(",") if t]
+    while True:
+        try:
+            async with aiohttp.ClientSession() as session, session.ws_connect(upstream, max_msg_size=0) as ws:
+                await ws.send_str(json.dumps({"a": "subscribe", "v": tokens}))
+                await ws.send_str(json.dumps({"a": "mode", "v": ["quote", tokens]}))
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        continue
+                    text = _frame_json(msg.data)
+                    if text is None:
+                        continue
+                    for sock in _tick_sockets:
+                        sock.pending.append(text)
+                        sock.ready.set()
+        except (OSError, aiohttp.ClientError) as exc:
+            print(f"tick upstream: {exc}; reconnecting", flush=True)
+        await asyncio.sleep(1.0)
+
+
+@websocket("/ws/ticks")
+async def ticks(socket: WebSocket[object, object, object]) -> None:
+    await socket.accept()
+    me = _TickSocket()
+    _tick_sockets.add(me)
+    try:
+        with contextlib.suppress(Exception):  # a send to a client that left: forget the client
+            await socket.send_text(_tick_encoder.encode({"type": "connected"}).decode())
+            while True:
+                await me.ready.wait()
+                me.ready.clear()
+                batch, me.pending = me.pending, []
+                for text in batch:
+                    await socket.send_text(text)
+    finally:
+        _tick_sockets.discard(me)
+
+
 @get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[place, kite_place, health], lifespan=[lifespan], debug=False)
+app = Litestar(route_handlers=[place, kite_place, ticks, health], lifespan=[lifespan], debug=False)
 
 
 def main() -> None:
@@ -170,6 +275,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
+        ws_per_message_deflate=False,  # as `ticker-service serve` by default (TICKER_WS_COMPRESSION)
     )
 
 

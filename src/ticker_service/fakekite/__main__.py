@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 
+from ticker_service.fakekite.instruments import BUILTIN_INSTRUMENTS, bench_equities
 from ticker_service.fakekite.server import FakeKite
 
 
@@ -28,6 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
     p.add_argument("--request-token-ttl", type=float, default=300.0)
     p.add_argument("--enforce-rate-limits", action="store_true", help="answer 429 beyond Kite's per-key limits")
+    p.add_argument(
+        "--instruments", type=int, default=0, help="add N made-up NSE equities (NSE:BENCH0001, ...) for benchmarks"
+    )
+    p.add_argument(
+        "--stamp-send-time",
+        action="store_true",
+        help="benchmarks: every price step sends every subscribed instrument, and a stock tick's last_quantity "
+        "is its send time in microseconds modulo 2**32",
+    )
     p.add_argument("--max-logged-requests", type=int, default=100_000, help="the request log keeps the most recent N")
     return p.parse_args(argv)
 
@@ -47,6 +57,8 @@ async def serve(args: argparse.Namespace) -> None:
         request_token_ttl=args.request_token_ttl,
         enforce_rate_limits=args.enforce_rate_limits,
         max_logged_requests=args.max_logged_requests,
+        instruments=BUILTIN_INSTRUMENTS + bench_equities(args.instruments),
+        stamp_send_time=args.stamp_send_time,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

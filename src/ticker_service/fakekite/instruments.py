@@ -134,6 +134,17 @@ BUILTIN_INSTRUMENTS: tuple[FakeInstrument, ...] = (
 )
 
 
+def bench_equities(count: int) -> tuple[FakeInstrument, ...]:
+    """`count` made-up NSE equities (`NSE:BENCH0001`, ...), for benchmarks that need many instruments.
+
+    Exchange tokens start at 900001, above every built-in one, so their instrument tokens never clash.
+    """
+    return tuple(
+        _eq((900_000 + i) << 8 | 1, 900_000 + i, f"BENCH{i:04d}", f"BENCH EQUITY {i}", f"{100 + i}.05", "")
+        for i in range(1, count + 1)
+    )
+
+
 class InstrumentTable:
     """Instruments by `EXCHANGE:SYMBOL` and by token; the order book and the market read both."""
 

@@ -74,6 +74,7 @@ class FakeKite:
         push_on_placement: bool = True,
         app_id: int = 1234,
         max_logged_requests: int | None = 100_000,
+        stamp_send_time: bool = False,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -109,6 +110,7 @@ class FakeKite:
             token_valid=self.sessions.valid,
             max_connections=max_ticker_connections,
             heartbeat_interval=heartbeat_interval,
+            stamp_send_time=stamp_send_time,
         )
         self.postbacks = PostbackSender(postback_url)
         self._corrupt_postbacks = 0
@@ -263,7 +265,10 @@ class FakeKite:
     def advance_prices(self) -> list[int]:
         """One step of the price model now (what the tick loop does every `tick_interval`)."""
         moved = self.market.advance()
-        self._prices_moved(moved)
+        if self.hub.stamp_send_time:  # a benchmark's feed: every instrument at every step, moved or not
+            self._prices_moved(moved, [i.instrument_token for i in self.instruments])
+        else:
+            self._prices_moved(moved)
         return moved
 
     def set_historical(self, *, lag: float | None = None, all_day: bool = False) -> None:
@@ -286,11 +291,11 @@ class FakeKite:
             await asyncio.sleep(seconds)
             self.advance_prices()
 
-    def _prices_moved(self, tokens: list[int]) -> None:
+    def _prices_moved(self, tokens: list[int], send: list[int] | None = None) -> None:
         if self.auto_match:
             for token in tokens:
                 self.book.reprice(token)
-        self.hub.broadcast_ticks(tokens)
+        self.hub.broadcast_ticks(tokens if send is None else send)
 
     # orders
 

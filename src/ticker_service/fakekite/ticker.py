@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,18 @@ from ticker_service.fakekite.market import Market
 from ticker_service.fakekite.packets import HEARTBEAT, MODES, pack_frame, pack_packet
 
 MAX_INSTRUMENTS_PER_CONNECTION = 3000
+_STAMPED_SIZES = (44, 184)  # a stock's quote and full packets: the ones with a last_quantity (bytes 8-12)
+_U32 = struct.Struct(">I")
+
+
+def stamp_send_time(packets: list[bytes]) -> list[bytes]:
+    """Each stock packet's last_quantity replaced by the time now in microseconds modulo 2**32.
+
+    For benchmarks (`--stamp-send-time`): Kite's own timestamps are whole seconds, this lets a client
+    measure a tick's way from the feed to itself to the microsecond, as `(now_us - stamp) % 2**32`.
+    """
+    stamp = _U32.pack(time.time_ns() // 1000 % 2**32)
+    return [p[:8] + stamp + p[12:] if len(p) in _STAMPED_SIZES else p for p in packets]
 
 
 @dataclass
@@ -62,8 +76,10 @@ class TickerHub:
         token_valid: Callable[[str], bool],
         max_connections: int = 3,
         heartbeat_interval: float = 1.0,
+        stamp_send_time: bool = False,
     ) -> None:
         self.market = market
+        self.stamp_send_time = stamp_send_time
         self.api_key = api_key
         self.token_valid = token_valid
         self.max_connections = max_connections
@@ -175,6 +191,8 @@ class TickerHub:
 
     def _send_ticks(self, conn: TickerConnection, tokens: Iterable[int]) -> None:
         packets = [pack_packet(self.market.tick(t, conn.subscriptions[t])) for t in tokens]
+        if packets and self.stamp_send_time:
+            packets = stamp_send_time(packets)
         if packets:
             conn.queue.put_nowait(pack_frame(packets))
 

@@ -95,8 +95,23 @@ class TickClient:
         self._ready.set()
 
     def offer_all(self, entries: Iterable[TickEntry]) -> None:
+        """`offer` of each entry in turn, in one loop: the hub offers every batch to every client."""
+        if self.closed:
+            return
+        wants, pending = self.wants, self._pending
+        conflated = offered = 0
         for entry in entries:
-            self.offer(entry)
+            token = entry.token
+            if token in wants:
+                if token in pending:
+                    conflated += 1
+                pending[token] = entry
+                offered += 1
+        if conflated:
+            self.conflated += conflated
+            _CONFLATED.inc(conflated)
+        if offered:
+            self._ready.set()
 
     async def take(self, timeout: float | None = None) -> dict[int, TickEntry]:
         """Everything pending (waits up to `timeout` for something; empty after a timeout or close)."""

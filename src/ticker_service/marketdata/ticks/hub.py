@@ -111,11 +111,11 @@ class TickHub:
         account = self._accounts.get(account_id)
         if account is None:
             return
-        for packet in packets:
-            entry = TickEntry(packet)
+        entries = [TickEntry(packet) for packet in packets]
+        for entry in entries:
             account.latest[entry.token] = entry
-            for client in account.clients:
-                client.offer(entry)
+        for client in account.clients:  # the whole batch to each client: one call, not one per tick
+            client.offer_all(entries)
 
     def on_wants(self, payload: str) -> None:
         """`<account> <kind>`; empty after a listener reconnect (every account, every kind)."""

@@ -35,10 +35,16 @@ _OUT = metrics.TICKS_OUT.labels(endpoint="ticks")
 _encoder = msgspec.json.Encoder()
 
 
+_TICKS_HEAD = b'{"type":"ticks","data":['
+_TICKS_TAIL = b"]}"
+
+
 def _encode(client: TickClient, batch: dict[int, TickEntry]) -> list[str | bytes]:
+    """`{"type": "ticks", "data": [...]}` of the ticks' cached encodings (each tick is encoded once,
+    for every socket: 100 sockets of the same 500 ticks used to encode them 100 times)."""
     wants = client.wants
-    data = [entry.json_for(wants.get(token, entry.mode)) for token, entry in batch.items()]
-    return [_encoder.encode({"type": "ticks", "data": data}).decode()]
+    data = b",".join(entry.encoded_for(wants.get(token, entry.mode)) for token, entry in batch.items())
+    return [(_TICKS_HEAD + data + _TICKS_TAIL).decode()]
 
 
 def _message(kind: str, **fields: Any) -> str:
