@@ -6,13 +6,19 @@ reading therefore holds at most one tick per instrument it wants, whatever the f
 stays flat, and when it reads again it gets the latest of each, which is all a tick is worth.
 
 Wants: a client that never said what it wants follows the account's stored subscriptions
-(`explicit` is None); its first control message turns the stored list into its own and edits it.
+(`explicit` is None) and shares the stored list itself (never edited in place: a change replaces
+it); its first control message turns the stored list into its own and edits it.
+
+Shared messages: the hub offers each batch of ticks to every client of the account at once. A
+client that takes exactly that batch (nothing was pending, it wanted every tick) and has the same
+wants as another sends the same bytes, so the message is encoded once per batch and wants
+(`SharedBatch`), not once per socket: with 100 sockets following one list, 100 times less work.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ticker_service.marketdata.packets import Mode
 from ticker_service.marketdata.ticks.entry import TickEntry
@@ -20,18 +26,64 @@ from ticker_service.system import metrics
 
 _CONFLATED = metrics.TICKS_CONFLATED.labels(stage="client")
 
+Messages = list[str | bytes]
+
+
+class SharedBatch:
+    """One dispatch of ticks to every client of an account, and its messages by (endpoint, wants)."""
+
+    __slots__ = ("_covers", "_messages", "by_token", "entries")
+
+    def __init__(self, entries: Sequence[TickEntry]) -> None:
+        self.entries = entries
+        self.by_token = {entry.token: entry for entry in entries}  # read-only: clients share it as pending
+        self._messages: dict[tuple[str, int], tuple[dict[int, Mode], Messages]] = {}
+        self._covers: dict[int, tuple[dict[int, Mode], bool]] = {}
+
+    def covered_by(self, wants: dict[int, Mode]) -> bool:
+        """Whether `wants` takes every tick of the batch (once per wants object, not per client)."""
+        known = self._covers.get(id(wants))
+        if known is not None and known[0] is wants:
+            return known[1]
+        covered = all(token in wants for token in self.by_token)
+        self._covers[id(wants)] = (wants, covered)
+        return covered
+
+    def messages(self, endpoint: str, wants: dict[int, Mode], build: Callable[[], Messages]) -> Messages:
+        """The messages of this batch for these wants, built by the first client that asks."""
+        key = (endpoint, id(wants))
+        known = self._messages.get(key)
+        if known is not None and known[0] is wants:  # the same wants object, not a reused id
+            return known[1]
+        built = build()
+        self._messages[key] = (wants, built)
+        return built
+
 
 class TickClient:
-    __slots__ = ("_pending", "_ready", "account_id", "closed", "conflated", "endpoint", "explicit", "wants")
+    __slots__ = (
+        "_pending",
+        "_ready",
+        "_shared",
+        "account_id",
+        "closed",
+        "conflated",
+        "endpoint",
+        "explicit",
+        "taken_from",
+        "wants",
+    )
 
     def __init__(self, account_id: str, endpoint: str, stored: dict[int, Mode]) -> None:
         self.account_id = account_id
         self.endpoint = endpoint  # "ticks" or "kite", for metrics
         self.explicit: dict[int, Mode] | None = None
-        self.wants: dict[int, Mode] = dict(stored)  # what the client gets now
+        self.wants: dict[int, Mode] = stored  # what the client gets now (the stored list is shared)
         self.conflated = 0
         self.closed = False
         self._pending: dict[int, TickEntry] = {}
+        self._shared: SharedBatch | None = None  # the batch that is exactly what is pending, if one is
+        self.taken_from: SharedBatch | None = None  # ... for what `take` returned last
         self._ready = asyncio.Event()
 
     # ---- wants ---------------------------------------------------------------------------------
@@ -41,7 +93,7 @@ class TickClient:
         if self.explicit is not None:
             return []
         new = [t for t in stored if t not in self.wants]
-        self.wants = dict(stored)
+        self.wants = stored
         self._drop_unwanted()
         return new
 
@@ -80,25 +132,42 @@ class TickClient:
         return self.explicit
 
     def _drop_unwanted(self) -> None:
-        for token in [t for t in self._pending if t not in self.wants]:
-            del self._pending[token]
+        unwanted = [t for t in self._pending if t not in self.wants]
+        if unwanted:
+            pending = self._writable_pending()
+            for token in unwanted:
+                del pending[token]
+
+    def _writable_pending(self) -> dict[int, TickEntry]:
+        """The pending ticks, to change: a shared batch's dict is copied first (it is everyone's)."""
+        if self._shared is not None and self._pending is self._shared.by_token:
+            self._pending = dict(self._pending)
+        self._shared = None
+        return self._pending
 
     # ---- ticks ---------------------------------------------------------------------------------
 
     def offer(self, entry: TickEntry) -> None:
         if entry.token not in self.wants or self.closed:
             return
-        if entry.token in self._pending:
+        pending = self._writable_pending()
+        if entry.token in pending:
             self.conflated += 1
             _CONFLATED.inc()
-        self._pending[entry.token] = entry
+        pending[entry.token] = entry
         self._ready.set()
 
-    def offer_all(self, entries: Iterable[TickEntry]) -> None:
+    def offer_all(self, entries: Iterable[TickEntry], shared: SharedBatch | None = None) -> None:
         """`offer` of each entry in turn, in one loop: the hub offers every batch to every client."""
         if self.closed:
             return
-        wants, pending = self.wants, self._pending
+        if shared is not None and not self._pending and shared.covered_by(self.wants):
+            # the common case, every socket following the same list: the batch itself is pending
+            self._pending, self._shared = shared.by_token, shared
+            if shared.by_token:
+                self._ready.set()
+            return
+        wants, pending = self.wants, self._writable_pending()
         conflated = offered = 0
         for entry in entries:
             token = entry.token
@@ -123,11 +192,12 @@ class TickClient:
             except TimeoutError:
                 return {}
         taken, self._pending = self._pending, {}
+        self.taken_from, self._shared = self._shared, None
         return taken
 
     def close(self) -> None:
         self.closed = True
-        self._pending.clear()
+        self._pending, self._shared = {}, None
         self._ready.set()
 
     @property

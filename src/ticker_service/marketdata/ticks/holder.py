@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -30,10 +31,18 @@ SYNC_EVERY = 2.0
 
 
 async def hold_ticks(
-    account_id: str, feed: TickFeed, *, pool: asyncpg.Pool, wake: asyncio.Event, limits: FeedLimits
+    account_id: str,
+    feed: TickFeed,
+    *,
+    pool: asyncpg.Pool,
+    wake: asyncio.Event,
+    limits: FeedLimits,
+    origin: str,
+    local: Callable[[list[bytes]], None] | None = None,
 ) -> None:
-    """Until cancelled (or until the feed or the database fails: the caller restarts it)."""
-    publisher = TickPublisher(pool, account_id)
+    """Until cancelled (or until the feed or the database fails: the caller restarts it). `local`
+    hands each batch to this process's own clients; other instances get it through PostgreSQL."""
+    publisher = TickPublisher(pool, account_id, origin=origin, local=local)
     candles = TickCandleBuilder(pool, account_id)
 
     async def pump() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -26,9 +27,9 @@ from ticker_service.marketdata.subscriptions import leases, store
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
 from ticker_service.marketdata.ticks import latest
 from ticker_service.marketdata.ticks.channel import decode_batch
-from ticker_service.marketdata.ticks.client import TickClient
+from ticker_service.marketdata.ticks.client import SharedBatch, TickClient
 from ticker_service.marketdata.ticks.entry import TickEntry
-from ticker_service.marketdata.ticks.wire import highest
+from ticker_service.marketdata.ticks.wire import highest, packet_token
 from ticker_service.system import metrics
 
 log = structlog.get_logger("ticker.marketdata")
@@ -52,6 +53,7 @@ class _Account:
 class TickHub:
     def __init__(self, instance_id: str, limits: FeedLimits) -> None:
         self.instance_id = instance_id
+        self.origin = uuid.uuid4().hex  # names this process's hub in the tick notifications it causes
         self.limits = limits
         self.pool: asyncpg.Pool | None = None
         self.known_tokens: KnownTokens | None = None
@@ -104,18 +106,33 @@ class TickHub:
         if not payload:
             return  # the listener reconnected: ticks are latest-value data, the next ones repair it
         try:
-            account_id, packets = decode_batch(payload)
+            origin, account_id, packets = decode_batch(payload)
         except ValueError as exc:
             log.warning("tick notification skipped", error=str(exc))
             return
+        if origin == self.origin:
+            # this process's holder handed these over directly (`deliver`), before the database: only a
+            # client that came in between (its snapshot read the table before the commit) lacks them
+            account = self._accounts.get(account_id)
+            if account is None:
+                return
+            known = account.latest
+            packets = [p for p in packets if (e := known.get(packet_token(p))) is None or e.packet != p]
+            if not packets:
+                return
+        self.deliver(account_id, packets)
+
+    def deliver(self, account_id: str, packets: list[bytes]) -> None:
+        """A batch of the account's ticks to every client of it here, and the latest-tick cache."""
         account = self._accounts.get(account_id)
         if account is None:
             return
         entries = [TickEntry(packet) for packet in packets]
         for entry in entries:
             account.latest[entry.token] = entry
+        shared = SharedBatch(entries)  # clients with the same wants share its messages
         for client in account.clients:  # the whole batch to each client: one call, not one per tick
-            client.offer_all(entries)
+            client.offer_all(entries, shared)
 
     def on_wants(self, payload: str) -> None:
         """`<account> <kind>`; empty after a listener reconnect (every account, every kind)."""
@@ -191,7 +208,11 @@ class TickHub:
     def local_wants(self, account_id: str) -> dict[int, Mode]:
         out: dict[int, Mode] = {}
         account = self._accounts.get(account_id)
+        seen: set[int] = set()
         for client in account.clients if account else ():
+            if id(client.wants) in seen:  # clients following the stored list share it: once is enough
+                continue
+            seen.add(id(client.wants))
             for token, mode in client.wants.items():
                 out[token] = highest(out[token], mode) if token in out else mode
         return out

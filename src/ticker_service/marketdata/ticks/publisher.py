@@ -9,7 +9,7 @@ database is slow the pending set stays one tick per instrument, so the holder's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
@@ -27,24 +27,37 @@ _CONFLATED = metrics.TICKS_CONFLATED.labels(stage="publisher")
 
 
 class TickPublisher:
-    def __init__(self, pool: asyncpg.Pool, account_id: str, flush_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        account_id: str,
+        *,
+        origin: str,
+        local: Callable[[list[bytes]], None] | None = None,
+        flush_interval: float = 0.02,
+    ) -> None:
         self.pool = pool
         self.account_id = account_id
+        self.origin = origin  # this process's hub: it skips the notifications it sent
+        self.local = local  # this process's own clients get each batch at once, not through the database
         self.flush_interval = flush_interval
         self._pending: dict[int, bytes] = {}
         self._ready = asyncio.Event()
         self._in = metrics.TICKS_IN.labels(account=account_id)
 
     def put(self, ticks: Iterable[Tick]) -> None:
-        count = 0
+        packets = []
         for tick in ticks:
-            count += 1
             if tick.instrument_token in self._pending:
                 _CONFLATED.inc()
-            self._pending[tick.instrument_token] = pack_tick(tick)
-        if count:
-            self._in.inc(count)
+            packet = pack_tick(tick)
+            self._pending[tick.instrument_token] = packet
+            packets.append(packet)
+        if packets:
+            self._in.inc(len(packets))
             self._ready.set()
+            if self.local is not None:
+                self.local(packets)
 
     async def run(self) -> None:
         """Publish until cancelled; a failed write is retried with what is pending then (never older)."""
@@ -70,7 +83,7 @@ class TickPublisher:
             await asyncio.sleep(self.flush_interval)  # what arrives meanwhile goes out in the next batch
 
     async def _publish(self, batch: dict[int, bytes]) -> None:
-        payloads = encode_batches(self.account_id, list(batch.values()))
+        payloads = encode_batches(self.origin, self.account_id, list(batch.values()))
         async with self.pool.acquire() as conn, conn.transaction():
             await latest.write(conn, self.account_id, batch)
             await conn.execute(_NOTIFY, payloads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,7 +56,12 @@ async def send_loop(
             if idle_message is not None:
                 await send(socket, idle_message)
             continue
-        for message in encode(client, batch):
+        shared = client.taken_from
+        if shared is not None:  # exactly a batch every client was offered: built once per wants
+            messages = shared.messages(client.endpoint, client.wants, functools.partial(encode, client, batch))
+        else:
+            messages = encode(client, batch)
+        for message in messages:
             await send(socket, message)
         if on_sent is not None:
             on_sent(len(batch))

@@ -46,7 +46,13 @@ class MarketData:
     def holder(self, account_id: str, pool: asyncpg.Pool) -> Callable[[TickFeed], Coroutine[Any, Any, None]]:
         """What runs an account's tick holder on a feed (the Kite stream calls it with its connections)."""
         return functools.partial(
-            hold_ticks, account_id, pool=pool, wake=self.hub.holder_wake(account_id), limits=self.limits
+            hold_ticks,
+            account_id,
+            pool=pool,
+            wake=self.hub.holder_wake(account_id),
+            limits=self.limits,
+            origin=self.hub.origin,
+            local=functools.partial(self.hub.deliver, account_id),
         )
 
     async def run_paper(self, account_id: str, model: PriceModel, instruments: InstrumentBook) -> None:
