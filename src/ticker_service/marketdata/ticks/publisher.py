@@ -55,9 +55,9 @@ class TickPublisher:
             packets.append(packet)
         if packets:
             self._in.inc(len(packets))
-            self._ready.set()
-            if self.local is not None:
+            if self.local is not None:  # first: the sockets' writers wake before the database writer
                 self.local(packets)
+            self._ready.set()
 
     async def run(self) -> None:
         """Publish until cancelled; a failed write is retried with what is pending then (never older)."""
