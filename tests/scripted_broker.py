@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -42,6 +42,7 @@ class ScriptedBroker:
     script: deque[Step] = field(default_factory=deque)
     book: dict[str, BrokerOrder] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    skipped: list[set[str]] = field(default_factory=list)  # what each `orders()` was told to leave out
     hang_seconds: float = 60.0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -122,8 +123,9 @@ class ScriptedBroker:
     async def get_order(self, order_id: str) -> BrokerOrder:
         return self._order(order_id)
 
-    async def orders(self) -> list[BrokerOrder]:
-        return list(self.book.values())
+    async def orders(self, skip: Collection[str] = frozenset()) -> list[BrokerOrder]:
+        self.skipped.append(set(skip))
+        return [o for o in self.book.values() if o.order_id not in skip]
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         return [o for o in self.book.values() if o.tag == tag]

@@ -7,7 +7,7 @@ exactly these classes. Anything else a broker raises is treated as ambiguous (`B
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -167,8 +167,10 @@ class Broker(Protocol):
 
     async def get_order(self, order_id: str) -> BrokerOrder: ...
 
-    async def orders(self) -> list[BrokerOrder]:
-        """The day's order book (Kite's GET /orders): today's orders and any still open."""
+    async def orders(self, skip: Collection[str] = frozenset()) -> list[BrokerOrder]:
+        """The day's order book (Kite's GET /orders): today's orders and any still open, but those
+        named in `skip` (the caller knows them final: they cannot change, and a day's book of
+        thousands of orders need not be mapped again at every reconciliation)."""
         ...
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]: ...

@@ -20,7 +20,7 @@ from croniter import croniter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ticker_service.brokers.base import Broker, BrokerOrder
+from ticker_service.brokers.base import TERMINAL_ORDER_STATUSES, Broker, BrokerOrder
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
 from ticker_service.orders.lifecycle.states import BATCH_FINAL, BatchStatus, TaskStatus, sql_values
@@ -58,20 +58,27 @@ def _differs(mirror: tuple[str, int, Decimal, int, Decimal] | None, order: Broke
     )
 
 
+_FINAL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_ORDER_STATUSES))
+_FINAL_ORDER_IDS = f"SELECT array_agg(order_id) FROM orders WHERE account_id = $1 AND status IN ({_FINAL})"
+_OPEN_IN_MIRROR = f"""
+SELECT order_id, status, filled_quantity, price, quantity, trigger_price FROM orders
+WHERE account_id = $1 AND status NOT IN ({_FINAL})
+"""
+
+
 async def reconcile_orders(pool: asyncpg.Pool, brokers: dict[str, Broker]) -> int:
     """Record every order whose broker state differs from the mirror; returns events written."""
     total = 0
     for account_id, broker in brokers.items():
+        # an order final in the mirror never changes again (a later snapshot would be a regression):
+        # the broker is told to leave those out, so a day's book of thousands is not mapped each pass
+        final = await pool.fetchval(_FINAL_ORDER_IDS, account_id)
         try:
-            book = await broker.orders()
+            book = await broker.orders(skip=frozenset(final or ()))
         except Exception as exc:
             log.warning("reconciliation could not read the order book", account_id=account_id, error=str(exc))
             continue
-        rows = await pool.fetch(
-            "SELECT order_id, status, filled_quantity, price, quantity, trigger_price FROM orders "
-            "WHERE account_id = $1",
-            account_id,
-        )
+        rows = await pool.fetch(_OPEN_IN_MIRROR, account_id)
         mirror = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
         changed = []
         for i, order in enumerate(book, start=1):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -217,9 +217,9 @@ class KiteBroker:
         trades = await self._read(lambda kite: kite.order_trades(order_id))
         return [jsonable(t) for t in trades]
 
-    async def orders(self) -> list[BrokerOrder]:
+    async def orders(self, skip: Collection[str] = frozenset()) -> list[BrokerOrder]:
         # mapped on the worker thread: a day's book is thousands of orders, too many to map on the event loop
-        return await self._read(lambda kite: [to_order(o) for o in kite.orders()])
+        return await self._read(lambda kite: [to_order(o) for o in kite.orders() if str(o["order_id"]) not in skip])
 
     async def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         """Kite has no lookup by tag: the day's book is filtered (the service's tags are unique)."""

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -543,12 +543,13 @@ class PaperBroker:
         async with self.pool.acquire() as conn:
             return row_to_order(await self._get_row(conn, order_id))
 
-    async def orders(self) -> list[BrokerOrder]:
+    async def orders(self, skip: Collection[str] = frozenset()) -> list[BrokerOrder]:
         await self._simulate_network(mutating=False)
         rows = await self.pool.fetch(_DAY_BOOK, self.account_id)
         book = []
         for i, row in enumerate(rows, start=1):
-            book.append(row_to_order(row))
+            if row["order_id"] not in skip:
+                book.append(row_to_order(row))
             if i % 250 == 0:
                 await asyncio.sleep(0)  # a day's book is thousands of orders: let requests in between
         return book
