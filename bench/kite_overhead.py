@@ -34,11 +34,11 @@ import urllib.request
 from typing import Any
 
 import aiohttp
-from cryptography.fernet import Fernet
 from kiteconnect import KiteConnect
 
+from harness.fakekite import ACCESS_TOKEN, API_KEY, kite_service_env, start_fake
 from harness.load import fixed_timetable
-from harness.procs import free_port, log, spawn, stop
+from harness.procs import log, stop
 from harness.report import median, percentile
 from harness.servers import Config
 from harness.session import Session, add_session_options, run_session
@@ -47,7 +47,6 @@ TARGET_P50_MS = 2.0
 TARGET_P99_MS = 5.0
 MINUTE_LIMIT_REST = 61.0  # seconds between the service's measurements: Kite's per-minute window and its margin
 LATENCY_MS = 20
-API_KEY, API_SECRET, ACCESS_TOKEN = "benchkey", "benchsecret", "benchaccesstoken0001"
 ORDER = {
     "exchange": "NSE",
     "tradingsymbol": "INFY",
@@ -72,36 +71,9 @@ async def at_rate(call: Any, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def start_fake(s: Session) -> tuple[Any, str]:
-    port = free_port()
-    out = s.workdir / "fakekite.log"
-    proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "ticker_service.fakekite",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-            "--api-secret",
-            API_SECRET,
-            "--access-token",
-            ACCESS_TOKEN,
-            "--tick-interval",
-            "0",
-        ],
-        out=out,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/_fake/switches", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError(f"the fake Kite did not start; see {out}")
+def start_fake_answering_late(s: Session) -> tuple[Any, str]:
+    """The fake Kite, answering every request after `LATENCY_MS`."""
+    proc, url = start_fake(s, "--tick-interval", "0")
     request = urllib.request.Request(
         f"{url}/_fake/latency", data=json.dumps({"ms": LATENCY_MS}).encode(), method="POST"
     )
@@ -111,20 +83,7 @@ def start_fake(s: Session) -> tuple[Any, str]:
 
 
 def service_config(fake: str) -> Config:
-    account = {
-        "broker": "kite",
-        "api_key": API_KEY,
-        "api_secret": API_SECRET,
-        "access_token": ACCESS_TOKEN,
-        "root": fake,
-        "ticker_root": fake.replace("http", "ws") + "/ws",
-        "login_url": f"{fake}/connect/login",
-    }
-    env = {
-        "TICKER_ACCOUNTS": json.dumps({"kite": account}),
-        "TICKER_SECRET_KEY": Fernet.generate_key().decode(),
-    }
-    return Config("kite", "service, one Kite account", "service", env)
+    return Config("kite", "service, one Kite account", "service", kite_service_env(fake, "kite"))
 
 
 def direct_sequence(fake: str, n: int, pace: float) -> list[float]:
@@ -202,7 +161,7 @@ def floor_config(fake: str) -> Config:
 
 
 def measure(s: Session, args: argparse.Namespace) -> int:
-    fake_proc, fake = start_fake(s)
+    fake_proc, fake = start_fake_answering_late(s)
     server = s.servers.start(service_config(fake))
     floor_server = s.servers.start(floor_config(fake))
     url = f"http://127.0.0.1:{server.port}"

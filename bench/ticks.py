@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from cryptography.fernet import Fernet
 
+from harness.fakekite import ACCESS_TOKEN, API_KEY, kite_service_env, start_fake
 from harness.load import run_async
-from harness.procs import cpu_seconds, free_port, log, spawn, stop
+from harness.procs import cpu_seconds, log, spawn, stop
 from harness.report import Row, median, print_table, verdict
 from harness.report import percentile as pct
 from harness.servers import Config, Running
@@ -62,7 +62,6 @@ INSTRUMENTS = 500
 CLIENTS = 100
 CLIENT_PROCESSES = 2
 ACCOUNT = "kite"
-API_KEY, API_SECRET, ACCESS_TOKEN = "benchkey", "benchsecret", "benchaccesstoken0001"
 # the fake's --instruments: NSE:BENCH0001.. with exchange tokens from 900001 (fakekite.instruments)
 TOKENS = [(900_000 + i) << 8 | 1 for i in range(1, INSTRUMENTS + 1)]
 
@@ -190,55 +189,8 @@ def measure_window(s: Session, srv: Running, label: str, url: str, seconds: floa
     return window
 
 
-def start_fake(s: Session) -> tuple[Any, str]:
-    port = free_port()
-    out = s.workdir / "fakekite.log"
-    proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "ticker_service.fakekite",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-            "--api-secret",
-            API_SECRET,
-            "--access-token",
-            ACCESS_TOKEN,
-            "--tick-interval",
-            "1",
-            "--instruments",
-            str(INSTRUMENTS),
-            "--stamp-send-time",
-        ],
-        out=out,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/_fake/switches", timeout=1):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the fake Kite did not start; see {out}")
-
-
 def service_config(fake: str) -> Config:
-    account = {
-        "broker": "kite",
-        "api_key": API_KEY,
-        "api_secret": API_SECRET,
-        "access_token": ACCESS_TOKEN,
-        "root": fake,
-        "ticker_root": fake.replace("http", "ws") + "/ws",
-        "login_url": f"{fake}/connect/login",
-    }
-    env = {
-        "TICKER_ACCOUNTS": json.dumps({ACCOUNT: account}),
-        "TICKER_SECRET_KEY": Fernet.generate_key().decode(),
-    }
-    return Config("ticks-service", "service, /ws/ticks (Kite account)", "service", env)
+    return Config("ticks-service", "service, /ws/ticks (Kite account)", "service", kite_service_env(fake, ACCOUNT))
 
 
 def ceiling_config(fake: str) -> Config:
@@ -268,7 +220,7 @@ def subscribe_all(port: int) -> None:
 
 
 def measure(s: Session, args: argparse.Namespace) -> int:
-    fake, fake_url = start_fake(s)
+    fake, fake_url = start_fake(s, "--tick-interval", "1", "--instruments", str(INSTRUMENTS), "--stamp-send-time")
     try:
         service = s.servers.start(service_config(fake_url))
         ceiling = s.servers.start(ceiling_config(fake_url))
