@@ -22,7 +22,7 @@ from tests.fake_kite_ticker import FakeKiteTicker, wait_until
 from tests.kite_frames import frame, ltp_packet, postback, quote_packet, sample_json, sample_packet
 from ticker_service.brokers.kite.ticker import KiteTickerClient, TickerConfig, TickerState
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
-from ticker_service.marketdata.packets import Tick
+from ticker_service.marketdata.packets import Tick, parse_packet
 
 TOKEN = "day1-SECRET-token-3f9a"
 NEW_TOKEN = "day2-SECRET-token-77c1"
@@ -125,7 +125,7 @@ async def connected_and_subscribed(server: FakeKiteTicker, client: KiteTickerCli
 
 async def drain_ticks(client: KiteTickerClient, into: list[Tick]) -> None:
     async for batch in client.ticks():
-        into.extend(batch)
+        into.extend(map(parse_packet, batch))
 
 
 async def drain_orders(client: KiteTickerClient, into: list[OrderUpdate]) -> None:
@@ -304,7 +304,7 @@ async def test_a_slow_tick_consumer_delays_neither_heartbeats_nor_order_updates(
 
     async def stuck_consumer() -> None:
         async for batch in client.ticks():
-            seen.extend(batch)
+            seen.extend(map(parse_packet, batch))
             await release.wait()  # stuck on the first batch until the test lets go
 
     loop = asyncio.get_running_loop()

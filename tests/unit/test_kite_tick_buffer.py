@@ -6,13 +6,15 @@ import asyncio
 
 import pytest
 
+from tests.kite_frames import ltp_packet
 from ticker_service.brokers.kite.ticker import OrderInbox, TickBuffer, TickerConfig
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
-from ticker_service.marketdata.packets import Tick
+from ticker_service.marketdata.packets import parse_packet
 
 
-def tick(token: int, price: float) -> Tick:
-    return Tick(mode="ltp", tradable=True, instrument_token=token, last_price=price)
+def tick(n: int, price: float) -> bytes:
+    """Instrument `n` of NSE (prices in paise)."""
+    return ltp_packet((n << 8) | 1, round(price * 100))
 
 
 async def test_below_capacity_every_tick_is_kept_in_order() -> None:
@@ -36,9 +38,26 @@ async def test_when_full_only_the_latest_tick_per_instrument_is_kept() -> None:
     batch = await buffer.get()
 
     assert batch is not None
-    assert {t.instrument_token: t.last_price for t in batch} == {1: 100.0, 2: 100.0, 3: 100.0, 9: 1.0}
+    ticks = [parse_packet(p) for p in batch]
+    assert {t.instrument_token >> 8: t.last_price for t in ticks} == {1: 100.0, 2: 100.0, 3: 100.0, 9: 1.0}
     assert len(batch) == 4
     assert buffer.conflated == 300 - 3
+
+
+async def test_a_frame_put_at_once_is_kept_whole_below_capacity_and_conflated_past_it() -> None:
+    buffer = TickBuffer(capacity=4)
+    buffer.put_all([tick(1, 1.0), tick(2, 1.0), tick(1, 2.0)])
+    buffer.put_all([tick(1, 3.0), tick(2, 3.0), tick(3, 3.0)])  # past capacity: one per instrument from here
+
+    batch = await buffer.get()
+
+    assert batch is not None
+    assert sorted((t.instrument_token >> 8, t.last_price) for t in map(parse_packet, batch)) == [
+        (1, 3.0),
+        (2, 3.0),
+        (3, 3.0),
+    ]
+    assert buffer.conflated == 3
 
 
 async def test_after_a_read_the_buffer_is_fifo_again() -> None:

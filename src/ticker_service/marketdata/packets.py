@@ -45,6 +45,7 @@ INDEX_FULL_SIZE: Final = 32
 QUOTE_SIZE: Final = 44
 FULL_SIZE: Final = 184
 DEPTH_LEVELS: Final = 5
+PACKET_SIZES: Final[frozenset[int]] = frozenset({LTP_SIZE, INDEX_QUOTE_SIZE, INDEX_FULL_SIZE, QUOTE_SIZE, FULL_SIZE})
 
 _U16 = struct.Struct(">H")
 _LTP = struct.Struct(">Ii")  # token, last price
@@ -202,6 +203,21 @@ def split_frame(frame: bytes | memoryview) -> list[memoryview]:
     if offset != size:
         raise MalformedFrameError(f"{size - offset} bytes after the last of {count} packets")
     return packets
+
+
+def split_packets(frame: bytes | memoryview) -> list[bytes]:
+    """The packets of a frame as they are, each of a Kite layout's size, or `MalformedFrameError` for the
+    whole frame. What the service passes on: a packet is parsed only where a value is needed."""
+    packets = [bytes(view) for view in split_frame(frame)]
+    for packet in packets:
+        if len(packet) not in PACKET_SIZES:
+            raise MalformedFrameError(f"unknown packet size {len(packet)}")
+    return packets
+
+
+def packet_token(packet: bytes | memoryview) -> int:
+    token: int = _LTP.unpack_from(packet, 0)[0]
+    return token
 
 
 def parse_frame(frame: bytes | memoryview) -> list[Tick]:

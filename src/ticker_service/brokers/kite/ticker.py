@@ -8,9 +8,11 @@ stops knocking after a 403 until the access token changes.
 
 Outputs are pulled, not pushed: the reader only appends to two in-memory inboxes and never awaits a
 consumer, so a slow consumer cannot delay heartbeat handling (and with it the silence watchdog).
-`ticks()` yields batches from a bounded buffer that, when full, keeps only the latest tick per
-instrument (ticks are latest-value data); `order_updates()` yields from an unbounded FIFO, because
-order events must never be dropped and arrive at human rates (a few thousand a day at most). A pull
+`ticks()` yields batches of Kite's packets as they came (checked against Kite's layouts, never
+parsed here: the service passes them on, and only what needs a value reads one) from a bounded
+buffer that, when full, keeps only the latest packet per instrument (ticks are latest-value data);
+`order_updates()` yields from an unbounded FIFO, because order events must never be dropped and
+arrive at human rates (a few thousand a day at most). A pull
 API also fits the broker protocol, whose `order_updates()` is an async iterator, and leaves the
 consumer's failures with the consumer instead of a callback policy inside the client.
 
@@ -46,7 +48,7 @@ from ticker_service.brokers.kite.ticker_messages import (
     UnknownMessage,
     parse_text_message,
 )
-from ticker_service.marketdata.packets import MODES, MalformedFrameError, Mode, Tick, parse_frame
+from ticker_service.marketdata.packets import MODES, MalformedFrameError, Mode, packet_token, split_packets
 from ticker_service.timeutil import utcnow
 
 TokenSource = Callable[[], Awaitable[str | None]]
@@ -114,17 +116,17 @@ class TickerStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TickBuffer:
-    """Ticks waiting for their consumer: FIFO up to `capacity`; past it, the latest per instrument.
+    """Tick packets waiting for their consumer: FIFO up to `capacity`; past it, the latest per instrument.
 
-    Once full it compacts to one tick per instrument and from then on replaces in place, so it holds
-    at most `capacity` ticks plus one per subscribed instrument, and never loses an instrument's
+    Once full it compacts to one packet per instrument and from then on replaces in place, so it holds
+    at most `capacity` packets plus one per subscribed instrument, and never loses an instrument's
     latest tick. Reading takes everything at once and returns it to FIFO mode.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.conflated = 0
-        self._items: list[Tick] = []
+        self._items: list[bytes] = []
         self._positions: dict[int, int] | None = None  # instrument -> index, while conflating
         self._ready = asyncio.Event()
         self._closed = False
@@ -132,31 +134,42 @@ class TickBuffer:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, tick: Tick) -> None:
+    def put(self, packet: bytes) -> None:
         if self._positions is None and len(self._items) < self.capacity:
-            self._items.append(tick)
+            self._items.append(packet)
         else:
             positions = self._positions if self._positions is not None else self._compact()
-            at = positions.get(tick.instrument_token)
+            token = packet_token(packet)
+            at = positions.get(token)
             if at is None:
-                positions[tick.instrument_token] = len(self._items)
-                self._items.append(tick)
+                positions[token] = len(self._items)
+                self._items.append(packet)
             else:
-                self._items[at] = tick
+                self._items[at] = packet
                 self.conflated += 1
         self._ready.set()
 
+    def put_all(self, packets: list[bytes]) -> None:
+        """A frame's packets; while there is room, one extend (a step of 500 instruments is one frame)."""
+        if self._positions is None and len(self._items) + len(packets) <= self.capacity:
+            self._items.extend(packets)
+            if packets:
+                self._ready.set()
+            return
+        for packet in packets:
+            self.put(packet)
+
     def _compact(self) -> dict[int, int]:
-        latest: dict[int, Tick] = {}
-        for tick in self._items:
-            latest[tick.instrument_token] = tick
+        latest: dict[int, bytes] = {}
+        for packet in self._items:
+            latest[packet_token(packet)] = packet
         self.conflated += len(self._items) - len(latest)
         self._items = list(latest.values())
         self._positions = {token: i for i, token in enumerate(latest)}
         return self._positions
 
-    async def get(self) -> list[Tick] | None:
-        """Everything waiting (at least one tick), or None once closed and drained."""
+    async def get(self) -> list[bytes] | None:
+        """Everything waiting (at least one packet), or None once closed and drained."""
         while not self._items:
             if self._closed:
                 return None
@@ -248,8 +261,9 @@ class KiteTickerClient:
 
     # ---- outputs -------------------------------------------------------------------------------
 
-    async def ticks(self) -> AsyncIterator[list[Tick]]:
-        """Batches of ticks, oldest first; only the latest per instrument survives an overflow."""
+    async def ticks(self) -> AsyncIterator[list[bytes]]:
+        """Batches of tick packets (Kite's layout), oldest first; only the latest per instrument
+        survives an overflow."""
         while (batch := await self._ticks.get()) is not None:
             yield batch
 
@@ -510,13 +524,12 @@ class KiteTickerClient:
         if len(frame) <= 1:  # heartbeat
             return
         try:
-            ticks = parse_frame(frame)
+            packets = split_packets(frame)
         except MalformedFrameError as exc:
             self._malformed += 1
             self._log.warning("malformed ticker frame skipped", size=len(frame), reason=str(exc))
             return
-        for tick in ticks:
-            self._ticks.put(tick)
+        self._ticks.put_all(packets)
 
     def _on_text(self, text: str) -> None:
         try:

@@ -27,7 +27,7 @@ from ticker_service.brokers.kite.ticker import (
     TokenSource,
 )
 from ticker_service.brokers.kite.ticker_messages import OrderUpdate
-from ticker_service.marketdata.packets import Mode, Tick
+from ticker_service.marketdata.packets import Mode
 
 log = structlog.get_logger("ticker.kite.ticker")
 
@@ -81,7 +81,7 @@ class KiteTickerGroup:
 
     # ---- outputs -------------------------------------------------------------------------------
 
-    async def ticks(self) -> AsyncIterator[list[Tick]]:
+    async def ticks(self) -> AsyncIterator[list[bytes]]:
         while (batch := await self._ticks.get()) is not None:
             yield batch
 
@@ -135,8 +135,7 @@ class KiteTickerGroup:
 
     async def _pump(self, client: KiteTickerClient) -> None:
         async for batch in client.ticks():
-            for tick in batch:
-                self._ticks.put(tick)
+            self._ticks.put_all(batch)
 
     async def close(self) -> None:
         for client in self.clients:

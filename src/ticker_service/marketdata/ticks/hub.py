@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -22,14 +23,14 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ticker_service.marketdata.packets import Mode
+from ticker_service.marketdata.packets import Mode, packet_token
 from ticker_service.marketdata.subscriptions import leases, store
 from ticker_service.marketdata.subscriptions.limits import FeedLimits
 from ticker_service.marketdata.ticks import latest
-from ticker_service.marketdata.ticks.channel import decode_batch
+from ticker_service.marketdata.ticks.channel import decode_notice, decode_packets
 from ticker_service.marketdata.ticks.client import SharedBatch, TickClient
 from ticker_service.marketdata.ticks.entry import TickEntry
-from ticker_service.marketdata.ticks.wire import highest, packet_token
+from ticker_service.marketdata.ticks.wire import highest
 from ticker_service.system import metrics
 
 log = structlog.get_logger("ticker.marketdata")
@@ -42,9 +43,10 @@ KnownTokens = Callable[[str, list[int]], Awaitable[set[int]]]
 
 
 class _Account:
-    __slots__ = ("clients", "latest", "stored")
+    __slots__ = ("clients", "created", "latest", "stored")
 
     def __init__(self) -> None:
+        self.created = time.monotonic()  # the publisher's `since` is on the same clock
         self.clients: set[TickClient] = set()
         self.latest: dict[int, TickEntry] = {}
         self.stored: dict[int, Mode] | None = None
@@ -106,21 +108,26 @@ class TickHub:
         if not payload:
             return  # the listener reconnected: ticks are latest-value data, the next ones repair it
         try:
-            origin, account_id, packets = decode_batch(payload)
+            notice = decode_notice(payload)
+            account = self._accounts.get(notice.account_id)
+            if account is None:
+                return  # nobody here follows the account: not even decoded
+            if notice.origin == self.origin and notice.since > account.created:
+                # this process's holder handed these over directly (`deliver`), before the database, and
+                # the account's clients here were here then: they and the latest-tick cache have them
+                return
+            packets = decode_packets(notice.encoded)
         except ValueError as exc:
             log.warning("tick notification skipped", error=str(exc))
             return
-        if origin == self.origin:
-            # this process's holder handed these over directly (`deliver`), before the database: only a
-            # client that came in between (its snapshot read the table before the commit) lacks them
-            account = self._accounts.get(account_id)
-            if account is None:
-                return
+        if notice.origin == self.origin:
+            # handed over before these clients came: only those whose snapshot read the table before
+            # the commit lack them, and the cache says which ticks it has not seen
             known = account.latest
             packets = [p for p in packets if (e := known.get(packet_token(p))) is None or e.packet != p]
             if not packets:
                 return
-        self.deliver(account_id, packets)
+        self.deliver(notice.account_id, packets)
 
     def deliver(self, account_id: str, packets: list[bytes]) -> None:
         """A batch of the account's ticks to every client of it here, and the latest-tick cache."""

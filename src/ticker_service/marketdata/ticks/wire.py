@@ -102,11 +102,6 @@ def packet_mode(packet: bytes) -> Mode:
     return "ltp"
 
 
-def packet_token(packet: bytes) -> int:
-    token: int = _LTP.unpack_from(packet, 0)[0]
-    return token
-
-
 def at_mode(packet: bytes, mode: Mode) -> bytes:
     """The packet as a subscriber in `mode` gets it: cut down when it carries more, as is otherwise."""
     size = len(packet)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from ticker_service.brokers.base import PriceModel
 from ticker_service.instruments import Instrument, InstrumentBook
 from ticker_service.marketdata.packets import INDICES, Depth, DepthEntry, Mode, Ohlc, Tick
+from ticker_service.marketdata.ticks.wire import pack_tick
 from ticker_service.timeutil import IST
 
 _LEVELS = 5
@@ -58,7 +59,7 @@ class PaperTickFeed:
         self._closed = True
         self._wake.set()
 
-    async def ticks(self) -> AsyncIterator[list[Tick]]:
+    async def ticks(self) -> AsyncIterator[list[bytes]]:
         """Every wanted instrument each `interval`, on the interval's grid; new ones at once."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -70,7 +71,7 @@ class PaperTickFeed:
             else:
                 tokens = [t for t in self._fresh if t in self._desired]
             self._fresh.clear()
-            batch = [self.tick(t, self._desired[t]) for t in tokens]
+            batch = [pack_tick(self.tick(t, self._desired[t])) for t in tokens]
             if batch:
                 yield batch
             self._wake.clear()
