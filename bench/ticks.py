@@ -141,6 +141,7 @@ class Window:
     client_cpu_s: float
     latencies_ms: array.array[float]
     connected: int
+    other_cpu_s: float = 0.0  # the other server's CPU over the same window (it has no clients then)
     subscriptions: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
 
@@ -153,8 +154,11 @@ class Window:
         return self.ticks / self.server_cpu_s if self.server_cpu_s else float("nan")
 
 
-def measure_window(s: Session, srv: Running, label: str, url: str, seconds: float, warmup: float) -> Window:
-    """CLIENTS sockets (over CLIENT_PROCESSES processes) on `url`; the server's CPU over the same window."""
+def measure_window(
+    s: Session, srv: Running, other: Running, label: str, url: str, seconds: float, warmup: float
+) -> Window:
+    """CLIENTS sockets (over CLIENT_PROCESSES processes) on `url`; the server's CPU over the same window,
+    and the other server's (fed too, but with no clients: what it costs to hold the feed)."""
     t0 = time.time() + 2.0 + warmup  # 2 s to connect, then the warm-up
     t1 = t0 + seconds
     procs, outs = [], []
@@ -166,14 +170,16 @@ def measure_window(s: Session, srv: Running, label: str, url: str, seconds: floa
         outs.append(out)
     time.sleep(max(0.0, t0 - time.time()))
     cpu0, pg0 = cpu_seconds(srv.proc.pid, with_children=False), cpu_seconds(s.db.postmaster, with_children=True)
+    other0 = cpu_seconds(other.proc.pid, with_children=False)
     time.sleep(max(0.0, t1 - time.time()))
     cpu1, pg1 = cpu_seconds(srv.proc.pid, with_children=False), cpu_seconds(s.db.postmaster, with_children=True)
+    other1 = cpu_seconds(other.proc.pid, with_children=False)
     for proc in procs:
         try:
             proc.wait(30)
         finally:
             stop(proc)
-    window = Window(label, seconds, 0, 0, cpu1 - cpu0, pg1 - pg0, 0.0, array.array("d"), 0)
+    window = Window(label, seconds, 0, 0, cpu1 - cpu0, pg1 - pg0, 0.0, array.array("d"), 0, other1 - other0)
     for out in outs:
         if not out.with_suffix(".json").exists():
             window.errors.append(f"client process wrote nothing; see {s.workdir / f'clients-{label}.log'}")
@@ -235,7 +241,8 @@ def measure(s: Session, args: argparse.Namespace) -> int:
             for r in range(args.rounds):
                 order = ["service", "ceiling"] if r % 2 == 0 else ["ceiling", "service"]
                 for name in order:
-                    w = measure_window(s, servers[name], name, urls[name], args.duration, args.warmup)
+                    other = servers["ceiling" if name == "service" else "service"]
+                    w = measure_window(s, servers[name], other, name, urls[name], args.duration, args.warmup)
                     windows[name].append(w)
                     log(
                         f"round {r + 1} {name}: {w.rate:,.0f} ticks/s, p50 {pct(w.latencies_ms, 50):.1f} ms, "
@@ -260,6 +267,7 @@ def _total(ws: list[Window]) -> Window:
         out.server_cpu_s += w.server_cpu_s
         out.pg_cpu_s += w.pg_cpu_s
         out.client_cpu_s += w.client_cpu_s
+        out.other_cpu_s += w.other_cpu_s
         out.latencies_ms.extend(w.latencies_ms)
         out.connected = min(out.connected or w.connected, w.connected)
         out.subscriptions |= w.subscriptions
@@ -312,6 +320,16 @@ def report(s: Session, args: argparse.Namespace, windows: dict[str, list[Window]
                 f"us/tick); clients {w.client_cpu_s / w.seconds * 100:.0f} %",
             ),
         ]
+    rows.append(
+        (
+            "service with no clients (feed held)",
+            f"{ceil.other_cpu_s / ceil.seconds * 1000:.1f} ms/s",
+            "",
+            "-",
+            "the service's CPU while the ceiling was measured: its feed, candles, market_ticks and NOTIFY, and "
+            f"its order pipeline's idle loops (the ceiling meanwhile: {svc.other_cpu_s / svc.seconds * 1000:.1f} ms/s)",
+        )
+    )
     rows.append(
         (
             "ratio: service ticks per CPU second / ceiling's",

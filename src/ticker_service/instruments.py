@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 PRICED_ORDER_TYPES = frozenset({"LIMIT", "SL"})
 TRIGGERED_ORDER_TYPES = frozenset({"SL", "SL-M"})
@@ -56,6 +57,18 @@ class InstrumentBook:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+class ListingUnavailable(Exception):
+    """The account's broker lists instruments, but no list is stored and it cannot be fetched now."""
+
+
+class InstrumentListing(Protocol):
+    """Which instrument an order names, for its account's broker (`marketdata`'s catalogue)."""
+
+    async def lookup(self, account_id: str, exchange: str, tradingsymbol: str) -> Instrument | None:
+        """None when the broker does not list it; `ListingUnavailable` when there is no list to ask."""
+        ...
 
 
 def _parse_row(row: dict[str, str]) -> Instrument:

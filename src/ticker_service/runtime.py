@@ -111,6 +111,11 @@ class Runtime:
         self.executor = Executor(
             self.pool, self.brokers.__getitem__, self.settings, hooks=hooks, on_task_resolved=self.waiters.resolve
         )
+        # simulated accounts (their prices are a model): the shipped instrument list, model candles and ticks
+        models = {a: b for a, b in self.brokers.items() if isinstance(b, PriceModel)}
+        paper_accounts = list(models)
+        dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
+        self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
         self.orders = OrderService(
             self.engine,
             self.pool,
@@ -119,12 +124,9 @@ class Runtime:
             self.brokers,
             self.waiters,
             on_new_task=self.executor.notify,
+            listing=self.catalogue,  # a live broker's orders are checked against its own instrument list
+            paper_accounts=frozenset(paper_accounts),
         )
-        # simulated accounts (their prices are a model): the shipped instrument list, model candles and ticks
-        models = {a: b for a, b in self.brokers.items() if isinstance(b, PriceModel)}
-        paper_accounts = list(models)
-        dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
-        self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
         self.forming_candles = TickCandles(self.pool)
         self.history = HistoryService(
             self.pool,

@@ -134,3 +134,40 @@ async def test_a_cancelled_worker_still_records_the_brokers_answer(pool: asyncpg
     assert (row["status"], row["lease_owner"]) == ("completed", None) and row["order_id"] in broker.book
     assert await statuses(db, task_id) == ["pending", "running", "completed", "order_placed", "order_completed"]
     await executor.stop()
+
+
+async def test_idle_workers_leave_the_polling_to_one_and_a_task_nobody_announced_is_still_taken(
+    pool: asyncpg.Pool, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight idle workers used to poll eight times per interval; one holds the poll now. A task written
+    with no notification (another instance's, its NOTIFY lost) is found by that poll."""
+    from ticker_service.orders.lifecycle import executor as executor_module
+
+    claims = 0
+    real_claim = executor_module.claim
+
+    async def counting_claim(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "claim", counting_claim)
+    broker = ScriptedBroker(account_id="primary").then("fill")
+    settings = make_settings(TICKER_RELAY_WORKERS="8", TICKER_POLL_INTERVAL="0.1")
+    executor = Executor(pool, lambda _account: broker, settings)
+    await executor.start()
+    try:
+        await asyncio.sleep(0.3)  # every worker has looked once and gone idle
+        loop = asyncio.get_running_loop()
+        before, started = claims, loop.time()
+        await asyncio.sleep(2.0)
+        intervals = (loop.time() - started) / settings.execution.poll_interval
+        polls = claims - before
+        assert polls <= 1.5 * intervals + 2, (polls, intervals)  # eight pollers would make about 8 x intervals
+        assert polls >= 0.5 * intervals, (polls, intervals)  # and someone does poll
+
+        task_id = await place(pool)  # no notify(): only a poll can find it
+        await eventually(lambda: completed(db, task_id))
+    finally:
+        await executor.stop()
+    assert broker.calls == ["place"]

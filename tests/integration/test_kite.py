@@ -111,6 +111,48 @@ async def test_a_placed_order_reaches_kite_as_a_form_with_the_services_tag_and_t
     assert placed.headers["X-Kite-Version"] == "3"
 
 
+async def test_a_kite_accounts_orders_are_checked_against_kites_own_instrument_list(
+    database_url: str, kite: FakeKiteThread, token: str
+) -> None:
+    """The shipped paper list knows a handful of symbols: a Kite account's orders are checked against
+    Kite's dump instead. BSE:SBIN and MCX:GOLDPETAL25NOVFUT are listed by (the fake) Kite and not in
+    the paper list; NSE:HDFCBANK is in the paper list and not listed by the fake Kite."""
+    async with kite_client(database_url, kite, token=token) as c:
+        r = await c.post("/orders/place?wait=5", json=KITE_ORDER | {"exchange": "BSE", "tradingsymbol": "SBIN"})
+        assert r.status_code == 201, r.text
+        gold = KITE_ORDER | {"exchange": "MCX", "tradingsymbol": "GOLDPETAL25NOVFUT", "product": "NRML"}
+        r = await c.post("/orders/place?wait=5", json=gold)
+        assert r.status_code == 201, r.text
+        r = await c.post("/orders/place?wait=5", json=KITE_ORDER | {"tradingsymbol": "HDFCBANK"})
+        assert r.status_code == 422 and "tradingsymbol" in r.text and "NSE:HDFCBANK" in r.text, r.text
+        # the checks use Kite's figures: NIFTY25NOVFUT's lot of 50, and its 0.05 tick
+        nifty = KITE_ORDER | {"exchange": "NFO", "tradingsymbol": "NIFTY25NOVFUT", "product": "NRML"}
+        r = await c.post("/orders/place?wait=5", json=nifty | {"quantity": 25})
+        assert r.status_code == 422 and "lot size 50" in r.text, r.text
+        r = await c.post(
+            "/orders/place?wait=5", json=nifty | {"quantity": 50, "order_type": "LIMIT", "price": 19550.03}
+        )
+        assert r.status_code == 422 and "tick size 0.05" in r.text, r.text
+    placed = await requests_for(kite, "order.place")
+    assert [(p.form["exchange"], p.form["tradingsymbol"]) for p in placed] == [
+        ("BSE", "SBIN"),
+        ("MCX", "GOLDPETAL25NOVFUT"),
+    ]
+
+
+async def test_without_kites_instrument_list_orders_go_to_kite_unchecked_rather_than_refused(
+    database_url: str, kite: FakeKiteThread, token: str
+) -> None:
+    """Kite answers no instrument dump (down at 08:30, before any instance stored one): the intake
+    cannot check a symbol, so Kite does; the order is not refused for want of a list."""
+    await kite.do(kite.fake.fail_next, 1000, "GeneralException", None, None, "market.instruments.all")
+    async with kite_client(database_url, kite, token=token) as c:
+        r = await c.post("/orders/place?wait=5", json=KITE_ORDER | {"exchange": "BSE", "tradingsymbol": "SBIN"})
+        assert r.status_code == 201, r.text
+    assert [p.form["tradingsymbol"] for p in await requests_for(kite, "order.place")] == ["SBIN"]
+    assert await requests_for(kite, "market.instruments.all")  # it was asked, and failed
+
+
 async def test_orders_trades_positions_holdings_and_margins_come_back_from_kites_shapes(
     database_url: str, kite: FakeKiteThread, token: str
 ) -> None:

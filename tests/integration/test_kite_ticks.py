@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import SPEC_ORDER, eventually
 from tests.e2e.server import ServerProcess
 from tests.fake_kite_thread import FakeKiteThread, kite, threaded_fakes
 from tests.kite_setup import ACCOUNT, SERVICE_KEY, kite_account, kite_env
@@ -195,6 +195,54 @@ async def test_the_real_kiteticker_on_ws_kite_parses_the_values_the_fake_sent(
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_the_real_kiteticker_on_ws_kite_gets_the_accounts_order_updates(start_server: StartServer) -> None:
+    """KiteTicker's `on_order_update`: the paper account's order, placed over REST while it listens,
+    arrives as Kite's `{"type": "order"}` messages, ending with the fill; task events stay out."""
+    server = await start_server()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(TICKER_CLIENT),
+        f"ws://127.0.0.1:{server.port}/ws/kite",
+        "primary",
+        SERVICE_KEY,  # an account id and a service key that may use it
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        updates: list[dict[str, Any]] = []
+
+        async def next_event() -> dict[str, Any]:
+            line = await proc.stdout.readline()
+            assert line, "KiteTicker exited"
+            event: dict[str, Any] = json.loads(line)
+            return event
+
+        while (await asyncio.wait_for(next_event(), 30))["event"] != "connect":
+            pass
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", headers=HEADERS) as http:
+            r = await http.post("/orders/place", json=SPEC_ORDER | {"tag": "kws-order"})
+            assert r.status_code == 201, r.text
+            order_id = r.json()["order"]["order_id"]
+
+        async def until_complete() -> None:
+            while True:
+                event = await next_event()
+                if event["event"] == "order_update":
+                    updates.append(event["data"])
+                    if event["data"]["status"] == "COMPLETE":
+                        return
+
+        await asyncio.wait_for(until_complete(), 30)
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert {u["order_id"] for u in updates} == {order_id}
+    last = updates[-1]
+    assert (last["tradingsymbol"], last["transaction_type"], last["quantity"]) == ("NIFTY25NOVFUT", "BUY", 50)
+    assert last["filled_quantity"] == 50 and last["average_price"] > 0 and last["tag"] == "kws-order"
+    assert all(u["event"].startswith("order_") for u in updates)
 
 
 async def test_kitetickers_credentials_must_open_the_account(start_server: StartServer, kite: FakeKiteThread) -> None:

@@ -3,6 +3,7 @@ notification of the same ticks (no tick twice), while every other instance's hub
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -99,3 +100,35 @@ async def test_a_hub_does_not_even_decode_its_own_notification_of_ticks_its_clie
     [before] = encode_batches(hub.origin, "acct", packets(2)[1:] + packets(1), since=handed_over_at - 3600)
     hub.on_ticks(before)  # handed over before the account's clients came: compared, the unseen tick passed on
     assert list(await client.take(0)) == [INFY + 256]  # INFY's packet is the one it had
+
+
+async def test_clients_connecting_together_share_the_stored_list_and_each_batch_is_encoded_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each connect used to read the stored list and keep its own copy when they raced: a batch's
+    message, shared per wants object, was then built once per copy (50 builds for 100 sockets)."""
+    from ticker_service.marketdata.subscriptions import store
+
+    tokens = [INFY + 256 * i for i in range(5)]
+    await store.add(pool, "acct", dict.fromkeys(tokens, "ltp"))
+    hub = TickHub("here", FeedLimits())
+    hub.pool = pool
+    clients = await asyncio.gather(*(hub.connect("acct", "ticks") for _ in range(20)))
+    assert len({id(c.wants) for c in clients}) == 1
+    for client in clients:
+        assert sorted(await client.take(0)) == []  # no snapshot yet: nothing was ever ticked
+
+    hub.deliver("acct", packets(5))
+    builds = 0
+
+    def build() -> list[str | bytes]:
+        nonlocal builds
+        builds += 1
+        return ["message"]
+
+    for client in clients:
+        assert sorted(await client.take(0)) == tokens
+        shared = client.taken_from
+        assert shared is not None
+        assert shared.messages(client.endpoint, client.wants, build) == ["message"]
+    assert builds == 1

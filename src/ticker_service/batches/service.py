@@ -44,20 +44,20 @@ class BatchService:
         self.orders = orders
         self.waiters = waiters
 
-    def validate(self, req: BatchOrdersRequest) -> list[dict[str, Any]]:
+    async def validate(self, req: BatchOrdersRequest) -> list[dict[str, Any]]:
         """Every leg against its instrument; the first bad one is a 422 naming its 0-based index."""
         self.orders.broker(req.account_id)
         legs = []
         for i, leg in enumerate(req.orders):
             order = PlaceOrderRequest(**msgspec.structs.asdict(leg), account_id=req.account_id)
             try:
-                legs.append(self.orders.validate_place(order, prefix=f"orders[{i}]."))
+                legs.append(await self.orders.validate_place(order, prefix=f"orders[{i}]."))
             except FieldError as exc:
                 raise FieldError(exc.field, f"Order {i} failed validation: {exc.message}") from None
         return legs
 
     async def submit(self, req: BatchOrdersRequest, idempotency_key: str | None) -> tuple[str, bool]:
-        legs = self.validate(req)
+        legs = await self.validate(req)
         settings = self.orders.settings
         batch_id = f"batch_{uuid.uuid4().hex}"
         request = {k: v for k, v in msgspec.to_builtins(req).items() if k != "orders"} | {"orders": legs}

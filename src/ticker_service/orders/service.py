@@ -6,6 +6,7 @@ cancel checks): the relay only ever sees parameters that were checked against th
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from ticker_service.brokers.base import (
     OrderNotFound,
 )
 from ticker_service.db.tables import orders
-from ticker_service.instruments import InstrumentBook, check_order, to_decimal
+from ticker_service.instruments import (
+    Instrument,
+    InstrumentBook,
+    InstrumentListing,
+    ListingUnavailable,
+    check_order,
+    to_decimal,
+)
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.states import RESOLVED, Operation, TaskStatus
 from ticker_service.orders.lifecycle.tasks import get_task, submit_task
@@ -38,6 +46,15 @@ from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.timeutil import rfc3339
 
 log = structlog.get_logger("ticker.orders")
+
+
+class Unchecked(enum.Enum):
+    """A live broker's instrument list could not be had: the broker checks the order itself."""
+
+    UNCHECKED = "unchecked"
+
+
+UNCHECKED = Unchecked.UNCHECKED
 
 MAX_MODIFICATIONS = 25  # Kite's limit per order (KITE.md); the next one is refused before anything is sent
 
@@ -103,11 +120,17 @@ class OrderService:
         brokers: Mapping[str, Broker],
         waiters: TaskWaiters,
         on_new_task: Callable[[], None] | None = None,
+        listing: InstrumentListing | None = None,
+        paper_accounts: frozenset[str] | None = None,
     ) -> None:
         self.engine = engine
         self.pool = pool  # the request path's asyncpg pool: intake and task reads
         self.settings = settings
         self.instruments = instruments
+        # where a live broker's account looks up the instruments its orders name (its own broker's list:
+        # the shipped paper list knows a handful); the paper accounts keep the in-memory list, no await
+        self.listing = listing
+        self.paper_accounts = paper_accounts if paper_accounts is not None else frozenset(brokers)
         self.brokers = brokers
         self.waiters = waiters
         # wakes this process's executor at once; others learn of the task by a NOTIFY naming this instance
@@ -121,21 +144,36 @@ class OrderService:
             raise FieldError(field, f"unknown account {account_id!r}")
         return broker
 
-    def validate_place(self, req: PlaceOrderRequest, prefix: str = "") -> dict[str, Any]:
+    async def instrument_of(self, account_id: str, exchange: str, tradingsymbol: str) -> Instrument | Unchecked | None:
+        """The instrument as the account's broker lists it; None when it does not; `UNCHECKED` when a
+        live broker's list cannot be had now (the broker checks the order itself: no refusal here
+        for want of a list)."""
+        if self.listing is None or account_id in self.paper_accounts:
+            return self.instruments.get(exchange, tradingsymbol)
+        try:
+            return await self.listing.lookup(account_id, exchange, tradingsymbol)
+        except ListingUnavailable:
+            return UNCHECKED
+
+    async def validate_place(self, req: PlaceOrderRequest, prefix: str = "") -> dict[str, Any]:
         """Check an order against its account and instrument; returns the parameters to store."""
         self.broker(req.account_id, f"{prefix}account_id")
-        instrument = self.instruments.get(req.exchange, req.tradingsymbol)
+        instrument = await self.instrument_of(req.account_id, req.exchange, req.tradingsymbol)
         if instrument is None:
             raise FieldError(f"{prefix}tradingsymbol", f"unknown instrument {req.exchange}:{req.tradingsymbol}")
         cover = req.variety == "co"  # a cover order's trigger_price is its stop-loss, whatever its type
-        problems = check_order(
-            instrument,
-            quantity=req.quantity,
-            order_type=req.order_type,
-            price=to_decimal(req.price),
-            trigger_price=None if cover else to_decimal(req.trigger_price),
-            disclosed_quantity=req.disclosed_quantity,
-            field_prefix=prefix,
+        problems = (
+            []
+            if instrument is UNCHECKED
+            else check_order(
+                instrument,
+                quantity=req.quantity,
+                order_type=req.order_type,
+                price=to_decimal(req.price),
+                trigger_price=None if cover else to_decimal(req.trigger_price),
+                disclosed_quantity=req.disclosed_quantity,
+                field_prefix=prefix,
+            )
         )
         if problems:
             raise FieldError(*problems[0])
@@ -225,7 +263,7 @@ class OrderService:
     # ---- use-cases -----------------------------------------------------------------------------
 
     async def place(self, req: PlaceOrderRequest, idempotency_key: str | None, wait: float) -> Answer:
-        params = self.validate_place(req)
+        params = await self.validate_place(req)
         task, created = await submit_task(
             self.pool,
             account_id=req.account_id,
@@ -276,8 +314,8 @@ class OrderService:
                 "order_id",
                 f"order {order_id} has been modified {made} times, Kite's most: cancel it and place a new order",
             )
-        instrument = self.instruments.get(order["exchange"], order["tradingsymbol"])
-        if instrument is not None:
+        instrument = await self.instrument_of(account, order["exchange"], order["tradingsymbol"])
+        if isinstance(instrument, Instrument):
             order_type = changes.get("order_type", order["order_type"])
             price = to_decimal(changes.get("price", order.get("price") or None))
             trigger = to_decimal(changes.get("trigger_price", order.get("trigger_price") or None))

@@ -2,22 +2,36 @@
 
 Paper accounts read the rolled paper list in memory (`paper_list`); accounts whose broker lists its
 instruments (Kite) read that broker's dump from PostgreSQL (`store`), fetched once a day for every
-instance (`refresh`). Subscriptions, ticks, `/instruments` and `/history` all ask here, so a token
-means the same contract everywhere in the service.
+instance (`refresh`). Subscriptions, ticks, `/instruments`, `/history` and the order intake's
+checks all ask here, so a token and a symbol mean the same contract everywhere in the service.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import asyncpg
+import structlog
 
-from ticker_service.instruments import Instrument, InstrumentBook
+from ticker_service.instruments import Instrument, InstrumentBook, ListingUnavailable
 from ticker_service.marketdata.instruments import store
 from ticker_service.marketdata.instruments.filters import InstrumentFilter, sort_key
 from ticker_service.marketdata.instruments.refresh import DumpSource, refresh_dump
 
-__all__ = ["Instrument", "InstrumentCatalogue", "InstrumentFilter", "UnknownAccount", "split_symbol"]
+__all__ = [
+    "Instrument",
+    "InstrumentCatalogue",
+    "InstrumentFilter",
+    "ListingUnavailable",
+    "UnknownAccount",
+    "split_symbol",
+]
+
+log = structlog.get_logger("ticker.marketdata")
+
+LOOKUP_TTL = 600.0  # seconds an order intake's answer is kept (the dump changes once a day)
+MISS_TTL = 60.0  # ... and an instrument's absence (a contract listed by today's refresh shows soon)
 
 
 class UnknownAccount(LookupError):
@@ -45,6 +59,7 @@ class InstrumentCatalogue:
         self.paper_accounts = frozenset(paper_accounts)
         self.dump_sources = dict(dump_sources)
         self._stored: set[str] = set()  # accounts whose dump this process has seen stored
+        self._looked_up: dict[tuple[str, str, str], tuple[float, Instrument | None]] = {}
 
     def is_paper(self, account_id: str) -> bool:
         return account_id in self.paper_accounts
@@ -78,6 +93,30 @@ class InstrumentCatalogue:
             return {s: i for s, i in found.items() if i is not None}
         stored = await store.by_keys(self.pool, await self._dumped(account_id), list(set(keys.values())))
         return {s: stored[k] for s, k in keys.items() if k in stored}
+
+    async def lookup(self, account_id: str, exchange: str, tradingsymbol: str) -> Instrument | None:
+        """The instrument an order names, or None when the account's broker does not list it; for
+        the order intake, so answers are kept a while in this process (orders repeat symbols).
+        `ListingUnavailable` when a broker's list was never stored and cannot be fetched now."""
+        if self.is_paper(account_id):
+            return self.paper.get(exchange, tradingsymbol)
+        key = (account_id, exchange, tradingsymbol)
+        now = time.monotonic()
+        kept = self._looked_up.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        try:
+            dumped = await self._dumped(account_id)
+        except UnknownAccount:
+            raise
+        except Exception as exc:  # Kite down or the session dead, before any instance stored a list
+            log.warning("no instrument list to check an order against", account_id=account_id, error=repr(exc))
+            raise ListingUnavailable(account_id) from exc
+        found = (await store.by_keys(self.pool, dumped, [(exchange, tradingsymbol)])).get((exchange, tradingsymbol))
+        if len(self._looked_up) > 10_000:
+            self._looked_up.clear()
+        self._looked_up[key] = (now + (LOOKUP_TTL if found is not None else MISS_TTL), found)
+        return found
 
     async def search(self, account_id: str, filters: InstrumentFilter, limit: int, offset: int) -> list[Instrument]:
         """The instruments matching `filters`, ordered by exchange, symbol and token, one page."""

@@ -43,7 +43,9 @@ class TickStreamController(Controller):
         api_key: KiteCredential = "",
         access_token: KiteCredential = "",
     ) -> None:
-        await serve_kite_ticks(socket, runtime.market.hub, runtime.settings, runtime.brokers, api_key, access_token)
+        await serve_kite_ticks(
+            socket, runtime.market.hub, runtime.stream, runtime.settings, runtime.brokers, api_key, access_token
+        )
 
     @get("/ticks/stats", summary="This instance's tick sockets, by account", opt=Access.public())
     async def stats(self, runtime: NamedDependency[Runtime]) -> dict[str, Any]:

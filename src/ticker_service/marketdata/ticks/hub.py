@@ -166,7 +166,10 @@ class TickHub:
             raise ConnectionAbortedError("the server is shutting down")
         account = self._accounts.setdefault(account_id, _Account())
         if account.stored is None:
-            account.stored = await store.stored(self._pool(), account_id)
+            stored = await store.stored(self._pool(), account_id)
+            account = self._accounts.setdefault(account_id, account)  # (gone if its last client left meanwhile)
+            if account.stored is None:  # clients connecting together share the first list read, so
+                account.stored = stored  # their messages are built once (`SharedBatch` keys on the object)
         client = TickClient(account_id, endpoint, account.stored if follow_stored else {})
         if not follow_stored:
             client.explicit = {}

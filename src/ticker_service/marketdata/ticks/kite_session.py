@@ -6,6 +6,14 @@ heartbeat when there is nothing else to send for a second, Kite's text error mes
 control messages. Like Kite, a client starts with no instruments and a new subscription is in
 `quote`. Every client shares the account's one upstream feed.
 
+Order updates come as Kite sends them on its ticker, `{"type": "order", "data": {...}}`, which
+KiteTicker hands to `on_order_update`: every order event of the account from the moment the socket
+opened (the order stream's own, so any instance's orders, and paper orders too), its `data` the
+event as the order stream carries it (Kite's order fields, plus the service's `event`, `task_id`
+and the client's `tag`). Like Kite's, the socket has no replay: a client that falls too far behind
+(`TICKER_WS_BACKLOG` events) is closed, and KiteTicker reconnects; the order stream with `since`,
+or webhooks, is where nothing is ever missed.
+
 KiteTicker puts `api_key` and `access_token` in the URL. Either the account's own Kite api_key
 with its current access token, or an account id as `api_key` with a service API key that may use
 it as `access_token` (paper accounts, and strategies that should not hold Kite credentials).
@@ -30,6 +38,7 @@ from ticker_service.marketdata.ticks.pump import refuse, run_until_first_ends, s
 from ticker_service.marketdata.ticks.wire import HEARTBEAT, frames
 from ticker_service.settings import Settings
 from ticker_service.stream import close_codes
+from ticker_service.stream.hub import StreamHub
 from ticker_service.stream.texts import receive_texts
 from ticker_service.system import metrics
 from ticker_service.system.access import Access, Source
@@ -45,6 +54,46 @@ def _encode(client: TickClient, batch: dict[int, TickEntry]) -> list[str | bytes
     wants = client.wants
     packets = [entry.packet_for(wants.get(token, entry.mode)) for token, entry in batch.items()]
     return list(frames(packets, MAX_FRAME_BYTES))
+
+
+class _StreamMessage(msgspec.Struct):
+    type: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _EventName(msgspec.Struct):
+    event: str = ""
+
+
+_stream_message = msgspec.json.Decoder(_StreamMessage)
+_event_name = msgspec.json.Decoder(_EventName)
+
+
+def order_message(stream_message: str) -> str | None:
+    """An order stream message as Kite's ticker order message; None for what is not an order event
+    (task status events). The event's JSON is passed through as it is, never re-encoded."""
+    message = _stream_message.decode(stream_message)
+    if message.type != "order_update":
+        return None
+    data = bytes(message.data)
+    if not _event_name.decode(data).event.startswith("order_"):
+        return None
+    return '{"type":"order","data":' + data.decode() + "}"
+
+
+async def send_orders(socket: WebSocket[Any, Any, Any], stream: StreamHub, account_id: str) -> None:
+    """The account's order events from now on, until the stream asks this socket to close."""
+    subscriber, tailer = await stream.subscribe(account_id, None)
+    try:
+
+        async def send(message: str) -> None:
+            text = order_message(message)
+            if text is not None:
+                await socket.send_text(text)
+
+        await stream.deliver(subscriber, tailer, send)
+    finally:
+        stream.unsubscribe(subscriber, tailer)
 
 
 def _error(text: str) -> str:
@@ -76,6 +125,7 @@ async def account_of(
 async def serve_kite_ticks(
     socket: WebSocket[Any, Any, Any],
     hub: TickHub,
+    stream: StreamHub,
     settings: Settings,
     brokers: dict[str, Broker],
     api_key: str,
@@ -102,6 +152,7 @@ async def serve_kite_ticks(
         await run_until_first_ends(
             send_loop(socket, client, _encode, idle=HEARTBEAT_EVERY, idle_message=HEARTBEAT, on_sent=_OUT.inc),
             receive_texts(socket, on_text),
+            send_orders(socket, stream, account_id),
         )
     finally:
         closing = hub.closing

@@ -47,6 +47,9 @@ READ_BACK_AFTER = 1.0  # seconds: a placed order the broker's updates have not b
 _MIRRORED = "SELECT true FROM orders WHERE account_id = $1 AND order_id = $2"
 
 
+IDLE_BACKSTOP = 60.0  # seconds: how long a worker that does not hold the poll sleeps unwoken
+
+
 class Executor:
     def __init__(
         self,
@@ -68,6 +71,7 @@ class Executor:
         self._finishing: set[asyncio.Task[Finished | None]] = set()
         self._reading_back: set[asyncio.Task[None]] = set()
         self._idle: deque[asyncio.Event] = deque()
+        self._polling = False  # whether an idle worker holds the poll (see `_idle_wait`)
         self._generation = 0
         self._rng = random.Random()
         self.running = False
@@ -140,20 +144,40 @@ class Executor:
             await self._idle_wait()
 
     async def _idle_wait(self) -> None:
-        """Until a NOTIFY, the next due time, the poll interval or stop, whichever comes first."""
+        """Until a NOTIFY (through `notify`) or stop; the one idle worker that holds the poll also until
+        the next due time or the poll interval, whichever comes first.
+
+        Polling is the safety net for a lost notification and for tasks that become due with no one
+        notifying (retries after a backoff, deadlines): one poller per process is enough, since a
+        worker that finds work wakes a colleague, and the poller, when woken, hands the poll to an
+        idle colleague. Eight workers each polling twice a second were most of an idle instance's
+        queries and CPU. The others keep a long backstop of their own, in case of a bug here.
+        """
+        polls = not self._polling
+        if polls:
+            self._polling = True
         timeout = self.settings.execution.poll_interval
-        with contextlib.suppress(Exception):
-            due = await next_due_in(self.pool)
-            if due is not None:
-                timeout = max(0.0, min(timeout, due))
+        if polls:
+            with contextlib.suppress(Exception):
+                due = await next_due_in(self.pool)
+                if due is not None:
+                    timeout = max(0.0, min(timeout, due))
+        else:
+            timeout = max(timeout, IDLE_BACKSTOP)
         event = asyncio.Event()
         self._idle.append(event)
+        woken = False
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout)
+                woken = True
         finally:
             with contextlib.suppress(ValueError):
                 self._idle.remove(event)
+            if polls:
+                self._polling = False
+                if woken and not self._stop.is_set():
+                    self.notify()  # hand the poll to an idle colleague while this one works
 
     async def run_once(self, owner: str) -> bool:
         """Claim and process at most one task; False when there was nothing to do."""
