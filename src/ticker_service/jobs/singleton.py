@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 import structlog
 
 log = structlog.get_logger("ticker.jobs")
+
+HEARTBEAT_EVERY = 15.0  # seconds between checks that a held lock's quiet connection still answers
+HEARTBEAT_TIMEOUT = 5.0
 
 RECONCILE_LOCK = 0x7469636B_0003
 CLEANUP_LOCK = 0x7469636B_0004
@@ -109,7 +113,7 @@ async def hold_singleton(
             while not stop.is_set():
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                     log.info("singleton job acquired", job=name)
-                    await _run_while_locked(name, conn, run, stop, restart_after, check_every)
+                    await _run_while_locked(name, conn, run, stop, restart_after)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), check_every)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -128,22 +132,40 @@ async def _run_while_locked(
     run: Callable[[], Awaitable[object]],
     stop: asyncio.Event,
     restart_after: float,
-    check_every: float,
 ) -> None:
+    """Run the job while the lock's connection lives. A closed connection is noticed at once (asyncpg's
+    termination listener); a silent one (no RST: a network partition) by a heartbeat with a timeout
+    every `HEARTBEAT_EVERY`. A `SELECT 1` every two seconds per held lock, with no timeout, was most of
+    an idle instance's queries and caught neither case faster."""
+    lost = asyncio.Event()
+
+    def on_terminated(_conn: object) -> None:
+        lost.set()
+
+    conn.add_termination_listener(on_terminated)
     job: asyncio.Task[object] | None = None
     try:
         while not stop.is_set():
             if job is None:
                 job = asyncio.ensure_future(run())
-            done, _ = await asyncio.wait({job}, timeout=check_every)
+            watchers = [asyncio.ensure_future(lost.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                done, _ = await asyncio.wait({job, *watchers}, timeout=HEARTBEAT_EVERY, return_when=FIRST_COMPLETED)
+            finally:
+                for watcher in watchers:
+                    watcher.cancel()
+            if lost.is_set() or conn.is_closed():
+                raise ConnectionResetError("the lock's connection closed")
             if job in done:
                 if not job.cancelled() and job.exception() is not None:
                     log.error("singleton job failed; restarting", job=name, error=repr(job.exception()))
                 job = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), restart_after)
-            await conn.fetchval("SELECT 1")  # fail fast if the lock's connection died
+            elif not done:
+                await conn.fetchval("SELECT 1", timeout=HEARTBEAT_TIMEOUT)  # a silent connection: TimeoutError
     finally:
+        conn.remove_termination_listener(on_terminated)
         if job is not None:
             job.cancel()
             with contextlib.suppress(BaseException):
