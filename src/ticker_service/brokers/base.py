@@ -247,3 +247,27 @@ class LimitedBroker(Protocol):
     async def orders_today(self) -> tuple[int, int]:
         """(orders sent today, the daily limit), across every instance."""
         ...
+
+
+@runtime_checkable
+class AccountViews(Protocol):
+    """The daily views of an account in Kite's shapes (both brokers): holdings, margins, an order's trades."""
+
+    async def holdings(self) -> list[dict[str, Any]]: ...
+
+    async def margins(self) -> dict[str, Any]:
+        """Kite's `GET /user/margins`: `{"equity": {...}, "commodity": {...}}`."""
+        ...
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        """The fills of one order; `OrderNotFound` when the account has no such order."""
+        ...
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """A simulated account that can start over (the paper broker)."""
+
+    async def reset(self) -> None:
+        """Back to the starting funds with no orders, positions or holdings."""
+        ...

@@ -14,7 +14,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
@@ -31,14 +31,27 @@ from ticker_service.brokers.base import (
     PlaceOrderParams,
     PlaceResult,
 )
+from ticker_service.brokers.paper import views
 from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.paper.prices import price_at
 from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
+from ticker_service.market_rules import (
+    AMO_IN_SESSION,
+    MARKET_CLOSED,
+    check_freeze,
+    check_price_band,
+    check_product,
+    check_stop_loss,
+    holdings_message,
+)
+from ticker_service.marketdata.instruments.expiry import Holidays
 from ticker_service.timeutil import IST, utcnow
 
-OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+AMO_QUEUED = "AMO REQ RECEIVED"  # an after-market order waiting for the next session
+
+OPEN_STATUSES = ("OPEN", "TRIGGER PENDING", AMO_QUEUED)
 # An IOC order that cannot fill when it reaches the market (at placement, at a modification, or when
 # its stop triggers) is cancelled by the exchange rather than left resting
 IOC_CANCELLED = "Cancelled by the exchange: IOC order could not be executed immediately."
@@ -112,6 +125,26 @@ WITH o AS (
 SELECT * FROM o
 """
 )
+
+# After-market orders whose session has come (the matcher releases them to the book)
+_AMO_DUE = f"""
+SELECT * FROM paper_orders WHERE account_id = $1 AND status = '{AMO_QUEUED}'
+ORDER BY order_id
+FOR UPDATE SKIP LOCKED
+"""
+_MODIFY_QUEUED = """
+UPDATE paper_orders SET order_type = $2, quantity = $3, price = $4, trigger_price = $5, validity = $6, modified = true,
+    updated_at = $7
+WHERE order_id = $1
+RETURNING *
+"""
+
+# A reset, in this order (trades name their orders)
+_RESET = {
+    "trades": "DELETE FROM paper_trades WHERE account_id = $1",
+    "orders": "DELETE FROM paper_orders WHERE account_id = $1",
+    "exposure": "DELETE FROM paper_exposure WHERE account_id = $1",
+}
 
 _TRADE = """
 INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product, transaction_type,
@@ -234,7 +267,9 @@ class PaperBroker:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         matcher_interval: float = 0.25,
+        holidays: Holidays | None = None,
     ) -> None:
+        self.holidays = holidays or Holidays()
         self.account_id = account_id
         self.settings = settings
         self.pool = pool
@@ -268,12 +303,51 @@ class PaperBroker:
             raise BrokerRejected(f"Invalid instrument: {exchange}:{tradingsymbol}")
         return instrument
 
-    def _check_session(self, instrument: Instrument) -> None:
-        now = datetime.fromtimestamp(self.clock(), IST)
+    def now_ist(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), IST)
+
+    def in_session(self, now: datetime | None = None) -> bool:
+        """Whether NSE's normal session is on (a trading day, 09:15 to 15:30 IST)."""
+        now = now or self.now_ist()
+        return self.holidays.is_trading_day(now.date()) and MARKET_OPEN <= now.time() <= MARKET_CLOSE
+
+    def _check_session(self, instrument: Instrument, variety: str = "regular") -> bool:
+        """Refuse what the session does not allow; True when the order is an AMO to queue for the next
+        session (only with `enforce_market_hours`: without it every order trades at once)."""
+        now = self.now_ist()
         if self.settings.enforce_expiry and instrument.expiry and instrument.expiry < now.date():
             raise BrokerRejected(f"{instrument.tradingsymbol} has expired on {instrument.expiry.isoformat()}")
-        if self.settings.enforce_market_hours and (now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE):
-            raise BrokerRejected("Markets are closed right now. Place an AMO order or try during market hours.")
+        if not self.settings.enforce_market_hours:
+            return False
+        if variety == "amo":
+            if self.in_session(now):
+                raise BrokerRejected(AMO_IN_SESSION)
+            return True
+        if not self.in_session(now):
+            raise BrokerRejected(MARKET_CLOSED)
+        return False
+
+    def _check_rules(
+        self,
+        instrument: Instrument,
+        *,
+        product: str,
+        transaction_type: str,
+        order_type: str,
+        quantity: int,
+        price: Decimal | None,
+        trigger: Decimal | None,
+        ltp: Decimal,
+    ) -> None:
+        """Kite's RMS and the exchange's rules that refuse an order before it reaches the book."""
+        for problem in (
+            check_product(instrument, product),
+            check_freeze(instrument, quantity),
+            check_price_band(instrument, order_type, price, ltp),
+            check_stop_loss(transaction_type, order_type, price, trigger, ltp),
+        ):
+            if problem is not None:
+                raise BrokerRejected(problem)
 
     async def _lock_and_read_exposure(self, conn: asyncpg.Connection) -> dict[tuple[str, str, str], list[int]]:
         """Lock the account row (placements of one account are serialized, so the funds check sees every
@@ -375,8 +449,18 @@ class PaperBroker:
         )
         if problems:
             raise BrokerRejected(problems[0][1])
-        self._check_session(instrument)
         ltp = self.ltp(instrument)
+        self._check_rules(
+            instrument,
+            product=params.product,
+            transaction_type=params.transaction_type,
+            order_type=params.order_type,
+            quantity=params.quantity,
+            price=params.price,
+            trigger=params.trigger_price,
+            ltp=ltp,
+        )
+        queued = self._check_session(instrument, params.variety)
         now = utcnow()
         async with self.pool.acquire() as conn, conn.transaction():
             exposure = await self._lock_and_read_exposure(conn)
@@ -388,13 +472,20 @@ class PaperBroker:
             trigger = params.trigger_price or Decimal(0)
             status_message = None
             fill_price: Decimal | None = None
-            if blocked > funds:
+            holding = exposure.get((params.exchange, params.tradingsymbol, "CNC"), [0, 0, 0])
+            sellable = holding[0] - holding[2]  # holdings (T1 included) less what open sells already take
+            if params.product == "CNC" and params.transaction_type == "SELL" and params.quantity > sellable:
+                status = "REJECTED"
+                status_message = holdings_message(params.exchange, params.tradingsymbol, sellable, params.quantity)
+            elif blocked > funds:
                 already = self._blocked_margin(exposure)
                 status = "REJECTED"
                 status_message = (
                     f"Insufficient funds. Required margin is {blocked - already:.2f} "
                     f"but available margin is {max(funds - already, Decimal(0)):.2f}."
                 )
+            elif queued:
+                status = AMO_QUEUED
             else:
                 initial = "TRIGGER PENDING" if params.order_type in ("SL", "SL-M") else "OPEN"
                 status, fill_price = fill_decision(
@@ -472,7 +563,19 @@ class PaperBroker:
                 raise BrokerRejected(problems[0][1])
             if quantity < int(row["filled_quantity"]):
                 raise BrokerRejected("Quantity cannot be less than the filled quantity.")
+            self._check_rules(
+                instrument,
+                product=row["product"],
+                transaction_type=row["transaction_type"],
+                order_type=order_type,
+                quantity=quantity,
+                price=price or None,
+                trigger=trigger or None,
+                ltp=self.ltp(instrument),
+            )
             status = row["status"]
+            if status == AMO_QUEUED:  # still waiting for its session: only its terms change
+                return await self._modify_queued(conn, row, order_type, quantity, price, trigger, params.validity)
             if order_type not in ("SL", "SL-M") and status == "TRIGGER PENDING":
                 status = "OPEN"
             validity = params.validity or row["validity"]
@@ -525,6 +628,30 @@ class PaperBroker:
                 values.get("status_message"),
             )
         self._maybe_lose_answer()
+        return row_to_order(new)
+
+    async def _modify_queued(
+        self,
+        conn: asyncpg.Connection,
+        row: Mapping[str, Any],
+        order_type: str,
+        quantity: int,
+        price: Decimal,
+        trigger: Decimal,
+        validity: str | None,
+    ) -> BrokerOrder:
+        """A queued after-market order takes its new terms and keeps waiting for its session."""
+        await self._adjust_exposure(conn, row, open_delta=quantity - int(row["quantity"]))
+        new = await conn.fetchrow(
+            _MODIFY_QUEUED,
+            row["order_id"],
+            order_type,
+            quantity,
+            price,
+            trigger,
+            validity or row["validity"],
+            utcnow(),
+        )
         return row_to_order(new)
 
     async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder:
@@ -640,6 +767,43 @@ class PaperBroker:
             "day_sell_value": float(day_sell_value),
         }
 
+    # ---- account views (Kite's shapes) -----------------------------------------------------------
+
+    def today(self) -> date:
+        return self.now_ist().date()
+
+    async def holdings(self) -> list[dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        rows = await self.pool.fetch(views.CNC_TRADES, self.account_id)
+        return views.holdings(rows, self.today(), self.holidays, self.instruments.get, self.ltp)
+
+    async def margins(self) -> dict[str, Any]:
+        await self._simulate_network(mutating=False)
+        rows = await self.pool.fetch(views.EXPOSURE, self.account_id)
+        exposure = {
+            (r["exchange"], r["tradingsymbol"], r["product"]): [r["net_quantity"], r["open_buy"], r["open_sell"]]
+            for r in rows
+        }
+        funds = Decimal(repr(self.settings.funds))
+        return {
+            "equity": views.segment_margin(funds, self._blocked_margin(exposure)),
+            "commodity": views.segment_margin(Decimal(0), Decimal(0), enabled=False),
+        }
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        async with self.pool.acquire() as conn:
+            await self._get_row(conn, order_id)  # OrderNotFound for another account's or an unknown id
+            rows = await conn.fetch(views.ORDER_TRADES, order_id, self.account_id)
+        return views.order_trades(rows)
+
+    async def reset(self) -> None:
+        """Back to the starting funds: no orders, trades, positions or holdings (order ids never repeat)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._lock_and_read_exposure(conn)  # placements of the account wait for the reset
+            for statement in _RESET.values():
+                await conn.execute(statement, self.account_id)
+
     async def close(self) -> None:
         return None
 
@@ -664,7 +828,10 @@ class PaperBroker:
         prices = {i.key: self.ltp(i) for i in self.instruments}
         keys = list(prices)
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
+            rows = []
+            if not self.settings.enforce_market_hours or self.in_session():
+                rows += await conn.fetch(_AMO_DUE, self.account_id)  # after-market orders reach their session
+            rows += await conn.fetch(
                 _CROSSING, self.account_id, [k[0] for k in keys], [k[1] for k in keys], [prices[k] for k in keys]
             )
             now = utcnow()
@@ -672,10 +839,13 @@ class PaperBroker:
                 ltp = prices.get((row["exchange"], row["tradingsymbol"]))
                 if ltp is None:
                     continue
+                current = row["status"]
+                if current == AMO_QUEUED:
+                    current = "TRIGGER PENDING" if row["order_type"] in ("SL", "SL-M") else "OPEN"
                 status, fill_price = fill_decision(
                     transaction_type=row["transaction_type"],
                     order_type=row["order_type"],
-                    status=row["status"],
+                    status=current,
                     price=Decimal(row["price"]),
                     trigger=Decimal(row["trigger_price"]),
                     ltp=ltp,
@@ -718,4 +888,5 @@ def paper_broker(account_id: str, config: PaperAccount, context: BrokerContext) 
         context.pool,
         context.instruments,
         matcher_interval=context.settings.execution.matcher_interval,
+        holidays=Holidays(context.settings.market.holidays),
     )
