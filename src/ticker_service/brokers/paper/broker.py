@@ -31,7 +31,7 @@ from ticker_service.brokers.base import (
     PlaceOrderParams,
     PlaceResult,
 )
-from ticker_service.brokers.paper import views
+from ticker_service.brokers.paper import charges, views
 from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.paper.prices import price_at
 from ticker_service.brokers.registry import BrokerContext
@@ -733,6 +733,7 @@ class PaperBroker:
         sell_price = sell_value / sell_qty if sell_qty else Decimal(0)
         average_price = buy_price if quantity > 0 else sell_price if quantity < 0 else Decimal(0)
         pnl = (sell_value - buy_value) + quantity * last_price
+        costs = charges.total(trades, instrument)
         closed = min(buy_qty, sell_qty)
         realised = (sell_price - buy_price) * closed if closed else Decimal(0)
         return {
@@ -765,6 +766,9 @@ class PaperBroker:
             "day_sell_quantity": day_sell_qty,
             "day_sell_price": round(float(day_sell_value / day_sell_qty), 4) if day_sell_qty else 0.0,
             "day_sell_value": float(day_sell_value),
+            # beyond Kite's fields: what the position's fills cost, and its P&L after them
+            "charges": float(costs),
+            "pnl_net": round(float(pnl - costs), 2),
         }
 
     # ---- account views (Kite's shapes) -----------------------------------------------------------
@@ -795,7 +799,12 @@ class PaperBroker:
         async with self.pool.acquire() as conn:
             await self._get_row(conn, order_id)  # OrderNotFound for another account's or an unknown id
             rows = await conn.fetch(views.ORDER_TRADES, order_id, self.account_id)
-        return views.order_trades(rows)
+        costs = (
+            charges.trade_charges(rows, self.instruments.get(rows[0]["exchange"], rows[0]["tradingsymbol"]))
+            if rows
+            else []
+        )
+        return views.order_trades(rows, [charges.as_json(c) for c in costs])
 
     async def reset(self) -> None:
         """Back to the starting funds: no orders, trades, positions or holdings (order ids never repeat)."""

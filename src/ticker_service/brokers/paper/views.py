@@ -154,10 +154,11 @@ def segment_margin(
     }
 
 
-def order_trades(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Kite's `GET /orders/{order_id}/trades` (timestamps IST without a zone, as Kite writes them)."""
+def order_trades(rows: Iterable[Mapping[str, Any]], costs: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """Kite's `GET /orders/{order_id}/trades` (timestamps IST without a zone, as Kite writes them), each
+    fill with what it cost (`charges`, beyond Kite's fields)."""
     out = []
-    for row in rows:
+    for row, cost in zip(rows, costs, strict=True):
         filled = row["filled_at"].astimezone(IST).strftime(KITE_TIME)
         ordered = row["order_timestamp"].astimezone(IST).strftime(KITE_TIME) if row["order_timestamp"] else filled
         out.append(
@@ -175,6 +176,7 @@ def order_trades(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "fill_timestamp": filled,
                 "order_timestamp": ordered[11:],
                 "exchange_timestamp": filled,
+                "charges": cost,
             }
         )
     return out
