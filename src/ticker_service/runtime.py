@@ -54,6 +54,7 @@ from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.outbox.listener import NotificationListener
+from ticker_service.portfolio.quotes import QuoteService
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
 from ticker_service.timeutil import today_ist
@@ -88,6 +89,7 @@ class Runtime:
         self.executor: Executor
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.quotes: QuoteService  # GET /quote: the feeds' fresh ticks, else the broker
         self.history: HistoryService  # candles (marketdata/history)
         # candles from live ticks (the minute candles each account's feed holder keeps in PostgreSQL)
         self.forming_candles: FormingCandles
@@ -125,6 +127,7 @@ class Runtime:
         paper_accounts = list(models)
         dump_sources = {a: b for a, b in self.brokers.items() if a not in paper_accounts and isinstance(b, DumpSource)}
         self.catalogue = InstrumentCatalogue(self.pool, self.instruments, paper_accounts, dump_sources)
+        self.quotes = QuoteService(self.pool, self.catalogue, self.settings.market.quote_tick_max_age)
         self.forming_candles = TickCandles(self.pool)
         self.history = HistoryService(
             self.pool,

@@ -271,3 +271,12 @@ class Resettable(Protocol):
     async def reset(self) -> None:
         """Back to the starting funds with no orders, positions or holdings."""
         ...
+
+
+@runtime_checkable
+class QuoteSource(Protocol):
+    """Kite's quote endpoints for `EXCHANGE:SYMBOL` keys; instruments it does not know are left out."""
+
+    async def quotes(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...

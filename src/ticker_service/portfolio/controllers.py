@@ -10,6 +10,7 @@ from litestar.params import FromPath, QueryParameter
 
 from ticker_service.orders.service import OrderService
 from ticker_service.portfolio import service
+from ticker_service.runtime import Runtime
 from ticker_service.system.access import Access, authorized
 
 AccountId = Annotated[str, QueryParameter(min_length=1, max_length=64, description="The account (default primary)")]
@@ -52,3 +53,35 @@ class MarginsController(Controller):
     ) -> dict[str, Any]:
         broker = order_service.broker(authorized(request).same(account_id))
         return await service.margins(broker, segment)
+
+
+Instruments = Annotated[
+    list[str], QueryParameter(name="i", description="EXCHANGE:TRADINGSYMBOL, repeated: i=NSE:INFY&i=NSE:SBIN")
+]
+
+
+class QuotesController(Controller):
+    path = "/quote"
+    tags = ["market data"]
+
+    @get("/", summary="Quotes in Kite's shape (the feed's fresh ticks, else the broker)", opt=Access.query())
+    async def quote(
+        self,
+        request: Request[Any, Any, Any],
+        i: Instruments,
+        runtime: NamedDependency[Runtime],
+        account_id: AccountId = "primary",
+    ) -> dict[str, Any]:
+        account = authorized(request).same(account_id)
+        return await runtime.quotes.answer(account, runtime.orders.broker(account), i, ltp=False)
+
+    @get("/ltp", summary="Last prices in Kite's shape (the feed's fresh ticks, else the broker)", opt=Access.query())
+    async def ltp(
+        self,
+        request: Request[Any, Any, Any],
+        i: Instruments,
+        runtime: NamedDependency[Runtime],
+        account_id: AccountId = "primary",
+    ) -> dict[str, Any]:
+        account = authorized(request).same(account_id)
+        return await runtime.quotes.answer(account, runtime.orders.broker(account), i, ltp=True)

@@ -33,7 +33,7 @@ from ticker_service.brokers.base import (
 )
 from ticker_service.brokers.paper import charges, views
 from ticker_service.brokers.paper.config import PaperAccount
-from ticker_service.brokers.paper.prices import price_at
+from ticker_service.brokers.paper.prices import price_at, round_to_tick
 from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
@@ -45,8 +45,12 @@ from ticker_service.market_rules import (
     check_product,
     check_stop_loss,
     holdings_message,
+    price_band,
 )
 from ticker_service.marketdata.instruments.expiry import Holidays
+from ticker_service.marketdata.packets import Tick
+from ticker_service.marketdata.quotes import ltp_from_tick, quote_from_tick
+from ticker_service.marketdata.ticks.feeds.paper import PaperTickFeed
 from ticker_service.timeutil import IST, utcnow
 
 AMO_QUEUED = "AMO REQ RECEIVED"  # an after-market order waiting for the next session
@@ -805,6 +809,31 @@ class PaperBroker:
             else []
         )
         return views.order_trades(rows, [charges.as_json(c) for c in costs])
+
+    # ---- quotes: the price model, as the paper tick feed samples it -------------------------------
+
+    def _sampled(self, keys: list[str]) -> list[tuple[str, Instrument, Tick]]:
+        feed = PaperTickFeed(self.instruments, model=self, interval=1.0, clock=self.clock)
+        out = []
+        for key in keys:
+            exchange, _, symbol = key.partition(":")
+            instrument = self.instruments.get(exchange, symbol)
+            if instrument is not None:
+                out.append((key, instrument, feed.tick(instrument.instrument_token, "full")))
+        return out
+
+    async def quotes(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Kite's `GET /quote` for `EXCHANGE:SYMBOL` keys (unknown ones are left out, as Kite does)."""
+        await self._simulate_network(mutating=False)
+        out = {}
+        for key, instrument, tick in self._sampled(keys):
+            low, high = price_band(instrument, Decimal(repr(tick.last_price)))
+            out[key] = quote_from_tick(tick, (float(round_to_tick(low, instrument.tick_size)), float(high)))
+        return out
+
+    async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        return {key: ltp_from_tick(tick) for key, _, tick in self._sampled(keys)}
 
     async def reset(self) -> None:
         """Back to the starting funds: no orders, trades, positions or holdings (order ids never repeat)."""
