@@ -228,6 +228,14 @@ class PriceModel(Protocol):
 
 
 @runtime_checkable
+class DepthModel(Protocol):
+    """A broker whose visible book is a function of time (the paper broker): the paper tick feed and
+    quotes show the depth its MARKET orders fill against."""
+
+    def model_depth(self, instrument: Instrument, t: float) -> Any: ...
+
+
+@runtime_checkable
 class TickCarrier(Protocol):
     """A broker whose own upstream connection also carries ticks (Kite's ticker, which the account's
     order-update stream holds): market data hands it the holder to run on that connection."""

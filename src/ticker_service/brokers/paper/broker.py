@@ -33,6 +33,8 @@ from ticker_service.brokers.base import (
 )
 from ticker_service.brokers.paper import charges, views
 from ticker_service.brokers.paper.config import PaperAccount
+from ticker_service.brokers.paper.depth import Level, book_bucket, walk
+from ticker_service.brokers.paper.depth import book as depth_book
 from ticker_service.brokers.paper.prices import price_at, round_to_tick
 from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
@@ -48,7 +50,7 @@ from ticker_service.market_rules import (
     price_band,
 )
 from ticker_service.marketdata.instruments.expiry import Holidays
-from ticker_service.marketdata.packets import Tick
+from ticker_service.marketdata.packets import Depth, DepthEntry, Tick
 from ticker_service.marketdata.quotes import ltp_from_tick, quote_from_tick
 from ticker_service.marketdata.ticks.feeds.paper import PaperTickFeed
 from ticker_service.timeutil import IST, utcnow
@@ -109,9 +111,9 @@ WITH o AS (
     INSERT INTO paper_orders (order_id, account_id, tag, exchange, tradingsymbol, instrument_token, transaction_type,
         product, order_type, variety, validity, quantity, disclosed_quantity, price, trigger_price, status,
         status_message, filled_quantity, average_price, order_timestamp, exchange_timestamp, updated_at,
-        cancelled_quantity)
+        cancelled_quantity, book_bucket)
     VALUES (to_char(now() AT TIME ZONE 'Asia/Kolkata', 'YYMMDD') || lpad(nextval('paper_order_seq')::text, 9, '0'),
-        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19, $25)
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19, $25, $26)
     RETURNING *
 ), t AS (
     INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product,
@@ -149,6 +151,15 @@ _RESET = {
     "orders": "DELETE FROM paper_orders WHERE account_id = $1",
     "exposure": "DELETE FROM paper_exposure WHERE account_id = $1",
 }
+
+# A MARKET order's fill against one second of the visible book (it may stay OPEN for the next)
+_BOOK_FILL = """
+UPDATE paper_orders SET status = $3, updated_at = $4, exchange_timestamp = $4, filled_quantity = $5,
+    average_price = $6, book_bucket = $7, cancelled_quantity = COALESCE($8, cancelled_quantity),
+    status_message = COALESCE($9, status_message)
+WHERE order_id = $1 AND status = $2
+RETURNING *
+"""
 
 _TRADE = """
 INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product, transaction_type,
@@ -222,6 +233,11 @@ def row_to_order(row: Mapping[Any, Any]) -> BrokerOrder:
         exchange_order_id=None if row["status"] == "REJECTED" else f"1{row['order_id']}",
         modified=bool(row["modified"]),
     )
+
+
+def _vwap(fills: list[tuple[Decimal, int]]) -> Decimal:
+    quantity = sum(q for _, q in fills)
+    return sum((p * q for p, q in fills), Decimal(0)) / quantity if quantity else Decimal(0)
 
 
 def fill_decision(
@@ -414,6 +430,34 @@ class PaperBroker:
             0 if buy else open_delta,
         )
 
+    def _walk(self, instrument: Instrument, side: str, quantity: int) -> list[tuple[Decimal, int]]:
+        """The fills of `quantity` against the visible book now: a buy takes the offers, a sell the bids."""
+        bids, offers = depth_book(instrument, self.settings.seed, self.clock())
+        return walk(offers if side == "BUY" else bids, quantity, instrument.lot_size)
+
+    def model_depth(self, instrument: Instrument, t: float) -> Depth:
+        """The visible book at `t` as a tick's depth (the paper tick feed and quotes show it)."""
+        bids, offers = depth_book(instrument, self.settings.seed, t)
+
+        def entries(levels: list[Level]) -> tuple[DepthEntry, ...]:
+            return tuple(DepthEntry(price=float(v.price), quantity=v.quantity, orders=v.orders) for v in levels)
+
+        return Depth(buy=entries(bids), sell=entries(offers))
+
+    async def _trade(self, conn: asyncpg.Connection, row: Mapping[Any, Any], price: Decimal, quantity: int) -> None:
+        await conn.execute(
+            _TRADE,
+            row["order_id"],
+            row["account_id"],
+            row["exchange"],
+            row["tradingsymbol"],
+            row["instrument_token"],
+            row["product"],
+            row["transaction_type"],
+            quantity,
+            price,
+        )
+
     async def _fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
         await conn.execute(
@@ -505,8 +549,19 @@ class PaperBroker:
                     status_message = IOC_CANCELLED
             buy = params.transaction_type == "BUY"
             filled = params.quantity if fill_price is not None else 0
-            resting = params.quantity if status in OPEN_STATUSES else 0
-            cancelled = params.quantity if status == "CANCELLED" else 0
+            average = fill_price or Decimal(0)
+            walked: list[tuple[Decimal, int]] = []
+            bucket: int | None = None
+            if fill_price is not None and params.order_type == "MARKET":
+                # a MARKET order takes the visible book; what it cannot fill waits for the next tick's
+                bucket = book_bucket(self.clock())
+                walked = self._walk(instrument, params.transaction_type, params.quantity)
+                filled, average, fill_price = sum(q for _, q in walked), _vwap(walked), None
+                if filled < params.quantity:
+                    status = "CANCELLED" if params.validity == "IOC" else "OPEN"
+                    status_message = IOC_CANCELLED if status == "CANCELLED" else None
+            resting = params.quantity - filled if status in OPEN_STATUSES else 0
+            cancelled = params.quantity - filled if status == "CANCELLED" else 0
             row = await conn.fetchrow(
                 _PLACE,
                 self.account_id,
@@ -526,7 +581,7 @@ class PaperBroker:
                 status,
                 status_message,
                 filled,
-                fill_price or Decimal(0),
+                average,
                 now,
                 now if status != "REJECTED" else None,
                 # the fill and the running totals, in the same statement
@@ -535,8 +590,11 @@ class PaperBroker:
                 resting if buy else 0,
                 0 if buy else resting,
                 cancelled,
+                bucket,
             )
             order_id = row["order_id"]
+            for level_price, quantity in walked:
+                await self._trade(conn, row, level_price, quantity)
         failpoint("paper.after_place_commit")
         self._maybe_lose_answer()
         return PlaceResult(order_id=order_id, order=row_to_order(row))
@@ -847,6 +905,35 @@ class PaperBroker:
 
     # ---- the matcher: the paper exchange's own order changes ------------------------------------
 
+    async def _book_fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], now: datetime) -> BrokerOrder | None:
+        """A MARKET order (or a triggered SL-M) takes what this second's visible book offers; None when
+        it already took this second's book (it waits for the next tick) or nothing could fill."""
+        bucket = book_bucket(self.clock())
+        if row["book_bucket"] is not None and bucket <= int(row["book_bucket"]):
+            return None
+        instrument = self.instruments.get(row["exchange"], row["tradingsymbol"])
+        if instrument is None:
+            return None
+        quantity, before = int(row["quantity"]), int(row["filled_quantity"])
+        walked = self._walk(instrument, row["transaction_type"], quantity - before)
+        got = sum(q for _, q in walked)
+        if not got:
+            return None
+        for level_price, level_quantity in walked:
+            await self._trade(conn, row, level_price, level_quantity)
+        filled = before + got
+        average = (Decimal(row["average_price"]) * before + _vwap(walked) * got) / filled
+        status, cancelled, message = "COMPLETE", None, None
+        if filled < quantity:
+            ioc = row["validity"] == "IOC"
+            status = "CANCELLED" if ioc else "OPEN"
+            cancelled, message = (quantity - filled, IOC_CANCELLED) if ioc else (None, None)
+        await self._adjust_exposure(conn, row, open_delta=-(got + (cancelled or 0)), filled=got)
+        new = await conn.fetchrow(
+            _BOOK_FILL, row["order_id"], row["status"], status, now, filled, average, bucket, cancelled, message
+        )
+        return row_to_order(new) if new is not None else None
+
     async def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
         """Fill resting orders as the price crosses them, one pass every `matcher_interval` seconds."""
         while True:
@@ -889,6 +976,11 @@ class PaperBroker:
                     ltp=ltp,
                     validity=row["validity"],
                 )
+                if fill_price is not None and row["order_type"] in ("MARKET", "SL-M"):
+                    walked = await self._book_fill(conn, row, now)
+                    if walked is not None:
+                        changed.append(walked)
+                    continue
                 if status == row["status"]:
                     continue
                 values: dict[str, Any] = {"status": status, "updated_at": now}
