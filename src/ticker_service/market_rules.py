@@ -145,6 +145,12 @@ def price_band(instrument: Instrument, ltp: Decimal) -> tuple[Decimal, Decimal]:
     return reference * (1 - share), reference * (1 + share)
 
 
+def circuit_limits(instrument: Instrument, ltp: Decimal) -> tuple[float, float]:
+    """The band as a quote shows it (`lower_circuit_limit`, `upper_circuit_limit`), to the paisa."""
+    low, high = price_band(instrument, ltp)
+    return float(round(low, 2)), float(round(high, 2))
+
+
 def check_price_band(instrument: Instrument, order_type: str, price: Decimal | None, ltp: Decimal) -> str | None:
     if order_type not in ("LIMIT", "SL") or price is None:
         return None

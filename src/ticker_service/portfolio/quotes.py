@@ -19,7 +19,7 @@ import asyncpg
 
 from ticker_service.brokers.base import Broker, BrokerError, QuoteSource
 from ticker_service.instruments import Instrument
-from ticker_service.market_rules import price_band
+from ticker_service.market_rules import circuit_limits
 from ticker_service.marketdata.instruments.catalogue import InstrumentCatalogue
 from ticker_service.marketdata.packets import parse_packet
 from ticker_service.marketdata.quotes import ltp_from_tick, quote_from_tick
@@ -91,5 +91,4 @@ class QuoteService:
         """The paper exchange's band; a live broker's limits are not in its ticks (0 in the answer)."""
         if not self.catalogue.is_paper(account_id):
             return None
-        low, high = price_band(instrument, Decimal(repr(last)))
-        return float(round(low, 2)), float(round(high, 2))
+        return circuit_limits(instrument, Decimal(repr(last)))

@@ -35,7 +35,7 @@ from ticker_service.brokers.paper import charges, views
 from ticker_service.brokers.paper.config import PaperAccount
 from ticker_service.brokers.paper.depth import Level, book_bucket, walk
 from ticker_service.brokers.paper.depth import book as depth_book
-from ticker_service.brokers.paper.prices import price_at, round_to_tick
+from ticker_service.brokers.paper.prices import price_at
 from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
@@ -46,8 +46,8 @@ from ticker_service.market_rules import (
     check_price_band,
     check_product,
     check_stop_loss,
+    circuit_limits,
     holdings_message,
-    price_band,
 )
 from ticker_service.marketdata.instruments.expiry import Holidays
 from ticker_service.marketdata.packets import Depth, DepthEntry, Tick
@@ -885,8 +885,7 @@ class PaperBroker:
         await self._simulate_network(mutating=False)
         out = {}
         for key, instrument, tick in self._sampled(keys):
-            low, high = price_band(instrument, Decimal(repr(tick.last_price)))
-            out[key] = quote_from_tick(tick, (float(round_to_tick(low, instrument.tick_size)), float(high)))
+            out[key] = quote_from_tick(tick, circuit_limits(instrument, Decimal(repr(tick.last_price))))
         return out
 
     async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]:
