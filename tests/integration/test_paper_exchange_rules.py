@@ -27,7 +27,11 @@ MARKET = {"order_type": "MARKET"}
 
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
-    accounts = {"primary": {"funds": FUNDS}, "hours": {"funds": FUNDS, "enforce_market_hours": True}}
+    accounts = {
+        "primary": {"funds": FUNDS},
+        "hours": {"funds": FUNDS, "enforce_market_hours": True},
+        "expiry": {"funds": FUNDS, "enforce_expiry": True},
+    }
     async with make_client(database_url, accounts) as c:
         yield c
 
@@ -215,6 +219,20 @@ async def test_market_hours_holidays_and_amo(client: AsyncTestClient[Any]) -> No
     # in the session an AMO is refused, a regular order trades
     await refused(client, order | {"variety": "amo"}, "AMO orders are not allowed during market hours")
     assert (await place(client, order)).status_code == 201
+
+
+async def test_an_expired_contract_is_refused_when_expiry_is_enforced(client: AsyncTestClient[Any]) -> None:
+    expired = SPEC_ORDER | {"tradingsymbol": "NIFTY25OCTFUT"}  # expired on 28 October 2025
+    await refused(client, expired | {"account_id": "expiry"}, "NIFTY25OCTFUT has expired on 2025-10-28")
+    today = datetime.now(IST).date()
+    current = next(
+        i
+        for i in paper(client).instruments
+        if i.name == "NIFTY" and i.instrument_type == "FUT" and i.expiry is not None and i.expiry >= today
+    )
+    live = SPEC_ORDER | {"tradingsymbol": current.tradingsymbol, "account_id": "expiry"}
+    assert (await place(client, live)).status_code == 201  # a contract of the day's list
+    assert (await place(client, expired)).status_code == 201  # off by default: the spec's examples work any day
 
 
 async def _status(c: AsyncTestClient[Any], order_id: str, status: str) -> bool:
