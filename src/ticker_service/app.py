@@ -32,6 +32,7 @@ from ticker_service.marketdata.subscriptions.controllers import SubscriptionsCon
 from ticker_service.marketdata.ticks.controllers import TickStreamController
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
 from ticker_service.orders.service import OrderService
+from ticker_service.portfolio.controllers import HoldingsController, MarginsController, QuotesController
 from ticker_service.runtime import Runtime
 from ticker_service.settings import Settings
 from ticker_service.stream.controllers import OrderStreamController
@@ -150,6 +151,9 @@ def create_app(
             OrdersController,
             TasksController,
             PortfolioController,
+            HoldingsController,
+            MarginsController,
+            QuotesController,
             BatchesController,
             WebhooksController,
             OrderStreamController,

@@ -54,6 +54,7 @@ from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.outbox.listener import NotificationListener
+from ticker_service.portfolio.quotes import QuoteService
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
 from ticker_service.timeutil import today_ist
@@ -88,6 +89,7 @@ class Runtime:
         self.executor: Executor
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.quotes: QuoteService  # GET /quote: the feeds' fresh ticks, else the broker
         self.history: HistoryService  # candles (marketdata/history)
         # candles from live ticks (the minute candles each account's feed holder keeps in PostgreSQL)
         self.forming_candles: FormingCandles
@@ -127,6 +129,7 @@ class Runtime:
             listing=self.catalogue,  # a live broker's orders are checked against its own instrument list
             paper_accounts=frozenset(paper_accounts),
         )
+        self.quotes = QuoteService(self.pool, self.catalogue, self.settings.market.quote_tick_max_age)
         self.forming_candles = TickCandles(self.pool)
         self.history = HistoryService(
             self.pool,

@@ -255,6 +255,8 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     instruments_per_connection: Annotated[int, Env("TICKER_FEED_INSTRUMENTS_PER_CONNECTION", whole(1, 3000))] = 3000
     # seconds between two ticks of a subscribed instrument on a paper account
     paper_tick_interval: Annotated[float, Env("TICKER_PAPER_TICK_INTERVAL", number(0.01))] = 1.0
+    # GET /quote answers from a tick of the account's feed no older than this, else asks the broker
+    quote_tick_max_age: Annotated[float, Env("TICKER_QUOTE_TICK_MAX_AGE", number(0))] = 10.0
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):

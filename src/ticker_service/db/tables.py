@@ -176,6 +176,7 @@ paper_orders = Table(
     Column("order_timestamp", TZ, nullable=False, server_default=func.now()),
     Column("exchange_timestamp", TZ),
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("book_bucket", BigInteger),  # the paper book's second a MARKET order last filled against
     Index("ix_paper_orders_account_tag", "account_id", "tag"),
     Index(
         "ix_paper_orders_open",
