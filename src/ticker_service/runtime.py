@@ -139,7 +139,9 @@ class Runtime:
         )
         self.listener.subscribe(SESSIONS_CHANNEL, self._session_changed)
         guard = UrlGuard(self.settings.webhooks.allow_private)
-        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts.brokers))
+        self.webhooks = WebhookService(
+            self.pool, guard, set(self.settings.accounts.brokers), self.settings.webhooks.max_per_account
+        )
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())

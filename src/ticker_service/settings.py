@@ -232,6 +232,8 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: Annotated[int, Env("WEBHOOK_CONCURRENCY", whole(1, 10_000), "deliveries in flight per process")] = 128
     # ... and per endpoint, so one slow receiver cannot take them all
     endpoint_concurrency: Annotated[int, Env("WEBHOOK_ENDPOINT_CONCURRENCY", whole(1, 1000))] = 16
+    # endpoints one account may register: bounds what one account can ask of the send slots
+    max_per_account: Annotated[int, Env("WEBHOOK_MAX_PER_ACCOUNT", whole(1, 10_000))] = 20
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
