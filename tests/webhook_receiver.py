@@ -20,6 +20,7 @@ class Receiver:
     """A webhook receiver: records every request; `mode` decides the answer."""
 
     port: int = 0
+    host: str = "127.0.0.1"
     mode: str = "ok"  # ok | down (503) | gone (410) | hang | retry_after
     received: list[dict[str, Any]] = field(default_factory=list)
     arrival: list[float] = field(default_factory=list)
@@ -28,7 +29,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -74,12 +75,12 @@ async def receivers() -> AsyncIterator[list[Receiver]]:
             await r.runner.cleanup()
 
 
-async def start_receiver(made: list[Receiver], mode: str = "ok") -> Receiver:
-    receiver = Receiver(port=free_port(), mode=mode)
+async def start_receiver(made: list[Receiver], mode: str = "ok", host: str = "127.0.0.1") -> Receiver:
+    receiver = Receiver(port=free_port(), host=host, mode=mode)
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
     receiver.runner = web.AppRunner(app, shutdown_timeout=0.1)
     await receiver.runner.setup()
-    await web.TCPSite(receiver.runner, "127.0.0.1", receiver.port).start()
+    await web.TCPSite(receiver.runner, host, receiver.port).start()
     made.append(receiver)
     return receiver

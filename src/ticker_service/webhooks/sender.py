@@ -36,7 +36,7 @@ from ticker_service import __version__
 from ticker_service.settings import Settings
 from ticker_service.system import metrics
 from ticker_service.webhooks import signing
-from ticker_service.webhooks.urls import UnsafeUrl, UrlGuard
+from ticker_service.webhooks.urls import UnsafeAddress, UnsafeUrl, UrlGuard
 
 log = structlog.get_logger("ticker.webhooks")
 
@@ -46,7 +46,8 @@ log = structlog.get_logger("ticker.webhooks")
 # so an account with a long backlog cannot crowd others out of the candidates. An account may hold at
 # most WEBHOOK_CONCURRENCY / (accounts with work + 1) slots: there is always room for one more account.
 # Within that, candidates are taken round-robin (first of each endpoint, then second, ...), and the
-# accounts likewise. $5/$6 and $7/$8 are this process's deliveries in flight per endpoint and account.
+# accounts likewise. $5/$6 and $7/$8 are this process's deliveries in flight per endpoint and account;
+# $10 the endpoints with a stall not yet recorded (until it is, the database does not know to back off).
 _CLAIM = """
 WITH inflight_hooks AS (
     SELECT * FROM unnest($5::text[], $6::int[]) AS f(webhook_id, n)
@@ -55,7 +56,7 @@ WITH inflight_hooks AS (
 ), hooks AS (
     SELECT w.webhook_id, w.account_id, CASE WHEN w.stalled > 0 THEN 1 ELSE $4 END - COALESCE(f.n, 0) AS room
     FROM webhooks AS w LEFT JOIN inflight_hooks AS f ON f.webhook_id = w.webhook_id
-    WHERE w.active AND (w.backoff_until IS NULL OR w.backoff_until <= now())
+    WHERE w.active AND (w.backoff_until IS NULL OR w.backoff_until <= now()) AND NOT (w.webhook_id = ANY($10::text[]))
       AND (w.stalled = 0 OR NOT EXISTS (
           SELECT 1 FROM webhook_deliveries AS s WHERE s.webhook_id = w.webhook_id AND s.status = 'sending'))
 ), candidates AS (
@@ -162,6 +163,14 @@ class Result:
         return self.code is not None and 200 <= self.code < 300
 
 
+def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
+    """What a failed connection says, without the addresses it tried (no DNS answers in answers)."""
+    if isinstance(exc.os_error, UnsafeAddress):
+        return f"url: {exc.os_error}"
+    reason = exc.os_error.strerror or type(exc.os_error).__name__
+    return f"{type(exc).__name__}: cannot connect to {exc.host}:{exc.port} ({reason})"[:500]
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or bad."""
     if not value:
@@ -183,6 +192,7 @@ class DeliverySender:
         self.schedule = settings.webhooks.retry_schedule
         self._inflight: Counter[str] = Counter()  # per endpoint
         self._accounts: Counter[str] = Counter()  # per account
+        self._stalling: Counter[str] = Counter()  # endpoints: stalls not recorded yet (no claims meanwhile)
         self._total = 0
         self._wake = asyncio.Event()
         self._results: list[Result] = []
@@ -201,7 +211,10 @@ class DeliverySender:
         self._stop.clear()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.webhooks.timeout),
-            connector=aiohttp.TCPConnector(limit=self.settings.webhooks.concurrency, ttl_dns_cache=30),
+            # the guard's resolver: one lookup per connection, checked, and the connection uses it
+            connector=aiohttp.TCPConnector(
+                limit=self.settings.webhooks.concurrency, ttl_dns_cache=30, resolver=self.guard.resolver
+            ),
             headers={"User-Agent": f"ticker-service/{__version__}"},
         )
         self._loops = [
@@ -258,6 +271,7 @@ class DeliverySender:
             list(self._accounts),
             list(self._accounts.values()),
             concurrency,
+            list(self._stalling),
         )
         for row in rows:
             self._inflight[row["webhook_id"]] += 1
@@ -287,15 +301,16 @@ class DeliverySender:
         started = time.perf_counter()
         try:
             assert self._session is not None
-            await self.guard.check(row["url"])
+            target = self.guard.check_literal(row["url"])
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
-                "X-Webhook-Secret": row["secret"],
                 "webhook-id": row["event_id"],
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": signing.sign(self._key(row["secret"]), row["event_id"], timestamp, body),
             }
+            if self.guard.may_carry_secret(target):
+                headers["X-Webhook-Secret"] = row["secret"]
             async with self._session.post(row["url"], data=body, headers=headers, allow_redirects=False) as resp:
                 result.code = resp.status
                 result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -306,6 +321,9 @@ class DeliverySender:
                 )
         except UnsafeUrl as exc:
             result.error = str(exc)
+        except aiohttp.ClientConnectorError as exc:
+            result.error = _connect_error(exc)
+            result.stalled = not isinstance(exc.os_error, UnsafeAddress)
         except TimeoutError:
             result.error = f"no answer within {self.settings.webhooks.timeout:g} s"
             result.stalled = result.code is None
@@ -322,6 +340,8 @@ class DeliverySender:
                 if counts[key] <= 0:
                     del counts[key]
             self._total -= 1
+            if result.stalled:
+                self._stalling[result.webhook_id] += 1
             self._results.append(result)
             self._results_ready.set()
             self._wake.set()
@@ -351,6 +371,13 @@ class DeliverySender:
                 await self._record(batch)
             except Exception:
                 log.exception("recording webhook results failed; the leases will resend them", n=len(batch))
+            finally:
+                for result in batch:
+                    if result.stalled:
+                        self._stalling[result.webhook_id] -= 1
+                        if self._stalling[result.webhook_id] <= 0:
+                            del self._stalling[result.webhook_id]
+                self._wake.set()  # claims held back for those endpoints may go on
 
     async def _record(self, batch: list[Result]) -> None:
         decided = [(r, *self._next(r)) for r in batch]
