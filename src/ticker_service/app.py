@@ -39,7 +39,8 @@ from ticker_service.system import metrics
 from ticker_service.system.access import access_guard
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
-from ticker_service.system.errors import EXCEPTION_HANDLERS
+from ticker_service.system.errors import EXCEPTION_HANDLERS, answer_status
+from ticker_service.system.inputs import input_guard
 from ticker_service.webhooks.controllers import WebhooksController
 from ticker_service.webhooks.service import WebhookService
 
@@ -93,11 +94,13 @@ def request_context(app: ASGIApp) -> ASGIApp:
         raw = headers.get(b"x-request-id", b"")[:64].decode("latin-1")
         request_id = raw if raw and raw.isprintable() else uuid.uuid4().hex
         status = 500
+        answered = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
@@ -105,6 +108,10 @@ def request_context(app: ASGIApp) -> ASGIApp:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await app(scope, receive, send_wrapper)
+        except Exception as exc:  # raised by a middleware: the app's handlers answer it, outside this one
+            if not answered:
+                status = answer_status(exc)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             endpoint = scope.get("path_template") or "unmatched"
@@ -171,8 +178,9 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        # who may act for which account: every route declares it, one guard checks it (system/access.py)
-        middleware=[request_context, access_guard],
+        # bad input refused as a 4xx naming the field (system/inputs.py), then who may act for which
+        # account: every route declares it, one guard checks it (system/access.py)
+        middleware=[request_context, input_guard, access_guard],
         openapi_config=openapi_config("Ticker Service", __version__),
         debug=False,
         logging_config=None,

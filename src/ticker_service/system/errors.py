@@ -126,3 +126,16 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }
+
+
+def answer_status(exc: Exception) -> int:
+    """The status the handlers above answer `exc` with, for the metrics and logs of a request whose
+    exception is turned into the answer outside the middleware that counts it (one raised by the
+    input or access guard, which run as middleware)."""
+    for kind in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            if handler is internal_error_handler:
+                return HTTP_500_INTERNAL_SERVER_ERROR
+            return int(handler(None, exc).status_code)
+    return HTTP_500_INTERNAL_SERVER_ERROR
