@@ -185,6 +185,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
     # SO_SNDBUF of served connections (Linux doubles it); 0: the kernel's autotuning
     socket_send_buffer: Annotated[int, Env("TICKER_SOCKET_SEND_BUFFER", whole(0, 64 * 1024 * 1024))] = 262_144
+    # slow clients: seconds for a request's headers to arrive (from the connection's first byte), and
+    # for its body (from the end of the headers); past either the answer is 408 and the connection closed
+    header_timeout: Annotated[float, Env("TICKER_HEADER_TIMEOUT", number(0.1))] = 5.0
+    body_timeout: Annotated[float, Env("TICKER_BODY_TIMEOUT", number(0.1))] = 30.0
+    # the largest request body accepted (413 beyond): an order or a 20-leg batch is a few kilobytes
+    max_body_bytes: Annotated[int, Env("TICKER_MAX_BODY_BYTES", whole(1024, 10 * 1024 * 1024))] = 65_536
 
 
 def _default_accounts() -> dict[str, AccountConfig]:
