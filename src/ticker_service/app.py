@@ -140,7 +140,9 @@ def request_context(app: ASGIApp) -> ASGIApp:
             count, duration = _http_metrics(method, endpoint, status)
             count.inc()
             duration.observe(elapsed)
-            if status >= 500:
+            if status == 503:  # a dependency (the database, a broker) is down: said where it was seen
+                log.warning("request answered unavailable", method=method, path=scope["path"], status=status)
+            elif status >= 500:
                 log.error("request failed", method=method, path=scope["path"], status=status)
             elif status in (CLIENT_CLOSED_REQUEST, REQUEST_TIMEOUT) and gone:
                 log.info("request not received whole", method=method, path=scope["path"], status=status)
