@@ -56,6 +56,7 @@ from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, T
 from ticker_service.outbox.listener import NotificationListener
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.system.ratelimits import ApiKeyLimits
 from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
@@ -98,6 +99,7 @@ class Runtime:
         self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
         self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
         self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
+        self.api_limits: ApiKeyLimits | None = None  # TICKER_RATE_LIMITS, made by start() when set
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -105,6 +107,8 @@ class Runtime:
     async def start(self) -> None:
         self._stop.clear()
         self.pool = await create_pool(self.dsn, self.settings.database.pool_size + self.settings.execution.workers)
+        if self.settings.accounts.rate_limits:
+            self.api_limits = ApiKeyLimits(self.pool, self.settings.accounts.rate_limits)
         context = BrokerContext(self.pool, self.instruments, self.settings)
         self.brokers = build_brokers(self.settings.accounts.brokers, context)
         hooks = [BatchProgress(self.settings.execution.max_attempts, self.settings.execution.default_expires_in)]

@@ -153,6 +153,21 @@ def accounts_json(name: str, raw: str) -> dict[str, AccountConfig]:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def rate_rules(name: str, raw: str) -> tuple[tuple[int, float], ...]:
+    """`count/seconds` pairs, comma-separated: "10/1,300/60" is 10 in any second and 300 in any minute."""
+    rules = []
+    for part in (p.strip() for p in raw.split(",")):
+        count, slash, seconds = part.partition("/")
+        try:
+            rule = (int(count), float(seconds))
+        except ValueError:
+            rule = (0, 0.0)
+        if not slash or rule[0] < 1 or not 0 < rule[1] <= 86_400:
+            raise SettingsError(f"{name}: expected requests/seconds pairs such as 10/1,300/60, got {part!r}")
+        rules.append(rule)
+    return tuple(rules)
+
+
 def api_keys_json(name: str, raw: str) -> dict[str, list[str]]:
     try:
         keys = msgspec.json.decode(raw, type=dict[str, list[str]])
@@ -202,6 +217,8 @@ class AccountsSettings(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=_default_accounts
     )
     api_keys: Annotated[dict[str, list[str]] | None, Env("TICKER_API_KEYS", api_keys_json)] = None
+    # requests each API key may make (every instance together): (count, seconds) pairs; () is off
+    rate_limits: Annotated[tuple[tuple[int, float], ...], Env("TICKER_RATE_LIMITS", rate_rules)] = ()
     # Fernet key that encrypts stored broker tokens; unset: tokens are not stored (PUT .../session refused)
     secret_key: Annotated[str | None, Env("TICKER_SECRET_KEY", fernet_key)] = None
     # the instruments the accounts trade (Kite's CSV format); unset: the list shipped with the package

@@ -42,10 +42,11 @@ class FieldError(Exception):
 class ApiError(Exception):
     """Any other client error with a status code and a message (404, 409, 403 ...)."""
 
-    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
+    def __init__(self, status_code: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
@@ -99,7 +100,7 @@ def field_error_handler(_request: Request[Any, Any, Any], exc: FieldError) -> Re
 
 
 def api_error_handler(_request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
-    return Response(_body(exc.status_code, exc.message, **exc.extra), status_code=exc.status_code)
+    return Response(_body(exc.status_code, exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
 
 
 def conflict_handler(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
