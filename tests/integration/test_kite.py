@@ -430,6 +430,22 @@ async def test_fifty_orders_at_two_instances_never_exceed_ten_a_second_at_kite(
     assert workers == 2  # both instances sent orders
 
 
+async def test_an_order_modified_before_it_reaches_the_mirror_is_found_by_its_placing_task(
+    database_url: str, kite: FakeKiteThread, token: str, db: asyncpg.Connection
+) -> None:
+    """A placement answers with Kite's order id before the order is read back into the mirror: a modify
+    sent at once used to fall back to the default (paper) account and get 404. The mirror row is
+    removed here to hold that moment still."""
+    async with kite_client(database_url, kite, token=token) as c:
+        order_id = (await c.post("/orders/place?wait=5", json=RESTING)).json()["order_id"]
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM orders WHERE order_id = $1", order_id))
+        await db.execute("DELETE FROM orders WHERE order_id = $1", order_id)
+        r = await c.put(f"/orders/{order_id}?wait=5", json={"price": 1001})
+        assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    [modified] = await requests_for(kite, "order.modify")
+    assert modified.path.endswith(order_id) and float(modified.form["price"]) == 1001
+
+
 async def test_the_26th_modification_is_refused_before_anything_is_sent(
     database_url: str, kite: FakeKiteThread, token: str
 ) -> None:

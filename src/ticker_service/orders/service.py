@@ -56,6 +56,11 @@ class Unchecked(enum.Enum):
 
 UNCHECKED = Unchecked.UNCHECKED
 
+ACCOUNTS_OF_ORDER = f"""
+SELECT account_id FROM orders WHERE order_id = $1
+UNION
+SELECT account_id FROM order_tasks WHERE order_id = $1 AND operation = '{Operation.PLACE}'
+"""
 MAX_MODIFICATIONS = 25  # Kite's limit per order (KITE.md); the next one is refused before anything is sent
 
 
@@ -390,6 +395,9 @@ class OrderService:
 
 
 async def accounts_of_order(pool: asyncpg.Pool, order_id: str) -> list[str]:
-    """The accounts whose mirror holds this order id (the row lookup of the order routes)."""
-    rows = await pool.fetch("SELECT account_id FROM orders WHERE order_id = $1", order_id)
+    """The accounts whose mirror holds this order id, or whose task placed it (the row lookup of the
+    order routes). The task counts too: a placement's answer carries the order id before the order
+    is read back into the mirror, and a modify sent at once must find the order's account, not fall
+    back to the default one (where it is missing: a 404 for an order the client just placed)."""
+    rows = await pool.fetch(ACCOUNTS_OF_ORDER, order_id)
     return [r["account_id"] for r in rows]
