@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ticker_service.settings import Settings, SettingsError, describe, load_settings
+from ticker_service.settings import Settings, SettingsError, describe, load_settings, open_exposure
 
 
 def _settings() -> Settings:
@@ -44,6 +44,10 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         check_account_locks(settings.accounts.brokers)
     except (BrokerUnsupported, ValueError) as exc:
         print(f"ticker-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    exposure = open_exposure(settings)
+    if exposure is not None:  # no API key: refused before anything starts, not found out later
+        print(f"ticker-service: refusing to start open: {exposure}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level, settings.logging.format)
     log = structlog.get_logger("ticker")
