@@ -57,6 +57,7 @@ from ticker_service.outbox.listener import NotificationListener
 from ticker_service.portfolio.quotes import QuoteService
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.system.ratelimits import ApiKeyLimits
 from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
@@ -100,6 +101,7 @@ class Runtime:
         self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
         self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
         self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
+        self.api_limits: ApiKeyLimits | None = None  # TICKER_RATE_LIMITS, made by start() when set
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -107,6 +109,8 @@ class Runtime:
     async def start(self) -> None:
         self._stop.clear()
         self.pool = await create_pool(self.dsn, self.settings.database.pool_size + self.settings.execution.workers)
+        if self.settings.accounts.rate_limits:
+            self.api_limits = ApiKeyLimits(self.pool, self.settings.accounts.rate_limits)
         context = BrokerContext(self.pool, self.instruments, self.settings)
         self.brokers = build_brokers(self.settings.accounts.brokers, context)
         hooks = [BatchProgress(self.settings.execution.max_attempts, self.settings.execution.default_expires_in)]
@@ -144,7 +148,9 @@ class Runtime:
         )
         self.listener.subscribe(SESSIONS_CHANNEL, self._session_changed)
         guard = UrlGuard(self.settings.webhooks.allow_private)
-        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts.brokers))
+        self.webhooks = WebhookService(
+            self.pool, guard, set(self.settings.accounts.brokers), self.settings.webhooks.max_per_account
+        )
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())

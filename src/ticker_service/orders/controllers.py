@@ -28,6 +28,7 @@ from ticker_service.orders.service import Answer, OrderService, accounts_of_orde
 from ticker_service.portfolio import service as portfolio
 from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError, FieldError
+from ticker_service.system.params import Offset
 
 Wait = Annotated[
     float,
@@ -96,7 +97,7 @@ class OrdersController(Controller):
         account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
         status: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000, required=False)] = None,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[dict[str, Any]]:
         account = authorized(request).same(account_id)
         return await order_service.order_book(account, status, limit, offset)
@@ -168,7 +169,7 @@ class TasksController(Controller):
         status: Annotated[str | None, QueryParameter(required=False, description="comma-separated task states")] = None,
         account_id: AccountQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[TaskView]:
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         known = [s.value for s in TaskStatus]
