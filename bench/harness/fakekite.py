@@ -47,4 +47,5 @@ def kite_service_env(fake: str, account_id: str) -> dict[str, str]:
     return {
         "TICKER_ACCOUNTS": json.dumps({account_id: account}),
         "TICKER_SECRET_KEY": Fernet.generate_key().decode(),
+        "TICKER_ALLOW_OPEN": "true",  # no API keys: the benchmark's clients call without one
     }

@@ -1,17 +1,17 @@
-"""`ticker-service serve | db upgrade|downgrade [REV] | tasks list|retry`."""
+"""`ticker-service serve | db upgrade|downgrade|current | tasks list|retry|cleanup | webhooks list|replay |
+accounts list|session`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ticker_service.settings import Settings, SettingsError, describe, load_settings
+from ticker_service.settings import Settings, SettingsError, describe, load_settings, open_exposure
 
 
 def _settings() -> Settings:
@@ -20,6 +20,15 @@ def _settings() -> Settings:
     except SettingsError as exc:
         print(f"ticker-service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _operator_settings() -> Settings:
+    """The settings of an operator's command: its log lines go to stderr, stdout is the answer."""
+    from ticker_service.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.logging.level, settings.logging.format)
+    return settings
 
 
 def _database_url(settings: Settings) -> str:
@@ -44,6 +53,10 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         check_account_locks(settings.accounts.brokers)
     except (BrokerUnsupported, ValueError) as exc:
         print(f"ticker-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    exposure = open_exposure(settings)
+    if exposure is not None:  # no API key: refused before anything starts, not found out later
+        print(f"ticker-service: refusing to start open: {exposure}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level, settings.logging.format)
     log = structlog.get_logger("ticker")
@@ -107,10 +120,13 @@ def _stream_closing_server(config: Any, app: Any, send_buffer: int) -> Any:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from ticker_service import operator_commands as ops
     from ticker_service.db.migrate import run_migrations
 
-    settings = _settings()
+    settings = _operator_settings()
     url = _database_url(settings)
+    if args.action == "current":
+        return asyncio.run(ops.db_current(url))
     if args.action == "upgrade":
         asyncio.run(run_migrations(url, args.revision or "head"))
     else:
@@ -120,56 +136,36 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from ticker_service.db.engine import asyncpg_dsn, create_engine
-    from ticker_service.db.pool import create_pool
-    from ticker_service.orders.lifecycle.tasks import NotRetryable, list_tasks, retry_dead_letter
+    from ticker_service import operator_commands as ops
 
-    settings = _settings()
+    settings = _operator_settings()
     url = _database_url(settings)
+    if args.action == "list":
+        statuses = args.status.split(",") if args.status else None
+        return asyncio.run(ops.tasks_list(url, statuses, args.limit))
+    if args.action == "cleanup":
+        return asyncio.run(ops.tasks_cleanup(url, settings))
+    return asyncio.run(ops.tasks_retry(url, args.task_id))
 
-    async def run() -> int:
-        engine = create_engine(url, pool_size=1, max_overflow=0)
-        try:
-            if args.action == "list":
-                statuses = args.status.split(",") if args.status else None
-                tasks = await list_tasks(engine, statuses=statuses, account_ids=None, limit=args.limit, offset=0)
-                for t in tasks:
-                    print(
-                        json.dumps(
-                            {
-                                k: t[k]
-                                for k in (
-                                    "task_id",
-                                    "account_id",
-                                    "operation",
-                                    "status",
-                                    "attempts",
-                                    "order_id",
-                                    "last_error",
-                                )
-                            }
-                            | {"created_at": str(t["created_at"])}
-                        )
-                    )
-                return 0
-            # retry_dead_letter works on the request path's asyncpg pool, not on the engine
-            pool = await create_pool(asyncpg_dsn(url), 1)
-            try:
-                task = await retry_dead_letter(pool, args.task_id)
-            except NotRetryable as exc:
-                print(str(exc), file=sys.stderr)
-                return 1
-            finally:
-                await pool.close()
-            if task is None:
-                print(f"no task {args.task_id}", file=sys.stderr)
-                return 1
-            print(f"{args.task_id} requeued")
-            return 0
-        finally:
-            await engine.dispose()
 
-    return asyncio.run(run())
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from ticker_service import operator_commands as ops
+
+    settings = _operator_settings()
+    url = _database_url(settings)
+    if args.action == "list":
+        return asyncio.run(ops.webhooks_list(url))
+    return asyncio.run(ops.webhooks_replay(url, settings, args.webhook_id, args.delivery_id))
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from ticker_service import operator_commands as ops
+
+    settings = _operator_settings()
+    url = _database_url(settings)
+    if args.action == "list":
+        return asyncio.run(ops.accounts_list(url, settings))
+    return asyncio.run(ops.accounts_session(url, settings, args.account_id))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,17 +173,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service (migrations applied first)").set_defaults(func=cmd_serve)
     db = sub.add_parser("db", help="schema migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
     db.add_argument("revision", nargs="?")
     db.set_defaults(func=cmd_db)
-    tasks = sub.add_parser("tasks", help="inspect and retry tasks")
-    tasks.add_argument("action", choices=["list", "retry"])
+    tasks = sub.add_parser("tasks", help="inspect, retry and clean up tasks")
+    tasks.add_argument("action", choices=["list", "retry", "cleanup"])
     tasks.add_argument("task_id", nargs="?")
     tasks.add_argument("--status", help="comma-separated task states")
     tasks.add_argument("--limit", type=int, default=50)
     tasks.set_defaults(func=cmd_tasks)
+    webhooks = sub.add_parser("webhooks", help="list webhooks, replay a delivery")
+    webhooks.add_argument("action", choices=["list", "replay"])
+    webhooks.add_argument("webhook_id", nargs="?")
+    webhooks.add_argument("delivery_id", nargs="?")
+    webhooks.set_defaults(func=cmd_webhooks)
+    accounts = sub.add_parser("accounts", help="accounts' states and stored sessions (never a token)")
+    accounts.add_argument("action", choices=["list", "session"])
+    accounts.add_argument("account_id", nargs="?")
+    accounts.set_defaults(func=cmd_accounts)
     args = parser.parse_args(argv)
     if args.command == "tasks" and args.action == "retry" and not args.task_id:
         parser.error("tasks retry needs a TASK_ID")
+    if args.command == "webhooks" and args.action == "replay" and not (args.webhook_id and args.delivery_id):
+        parser.error("webhooks replay needs a WEBHOOK_ID and a DELIVERY_ID")
+    if args.command == "accounts" and args.action == "session" and not args.account_id:
+        parser.error("accounts session needs an ACCOUNT_ID")
     result: int = args.func(args)
     return result

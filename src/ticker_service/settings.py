@@ -8,6 +8,8 @@ start-up with a message that names the variable instead of surfacing later as a 
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import typing
@@ -21,7 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from croniter import croniter
 
-from ticker_service.brokers.accounts import DEFAULT_BROKER, AccountConfig, AccountError, parse_accounts
+from ticker_service.brokers.accounts import DEFAULT_BROKER, AccountConfig, AccountError, is_live, parse_accounts
 
 
 class SettingsError(ValueError):
@@ -153,6 +155,12 @@ def accounts_json(name: str, raw: str) -> dict[str, AccountConfig]:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def long_key(name: str, raw: str) -> str:
+    if len(raw) < 16:
+        raise SettingsError(f"{name}: the key must be at least 16 characters")
+    return raw
+
+
 def rate_rules(name: str, raw: str) -> tuple[tuple[int, float], ...]:
     """`count/seconds` pairs, comma-separated: "10/1,300/60" is 10 in any second and 300 in any minute."""
     rules = []
@@ -200,6 +208,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
     # SO_SNDBUF of served connections (Linux doubles it); 0: the kernel's autotuning
     socket_send_buffer: Annotated[int, Env("TICKER_SOCKET_SEND_BUFFER", whole(0, 64 * 1024 * 1024))] = 262_144
+    # the key of /metrics and the detailed /health (operators, Prometheus); unset: both answer every
+    # caller, showing only the accounts the caller's API key may use
+    metrics_key: Annotated[str | None, Env("TICKER_METRICS_KEY", long_key)] = None
+    # without API keys the service is open to whoever reaches it: allowed on loopback with paper
+    # accounts only, unless this says the service is meant to be open
+    allow_open: Annotated[bool, Env("TICKER_ALLOW_OPEN", boolean)] = False
     # slow clients: seconds for a request's headers to arrive (from the connection's first byte), and
     # for its body (from the end of the headers); past either the answer is 408 and the connection closed
     header_timeout: Annotated[float, Env("TICKER_HEADER_TIMEOUT", number(0.1))] = 5.0
@@ -367,6 +381,46 @@ def _check(settings: Settings) -> None:
 
 
 _SECRET_FIELDS = ("api_key", "api_secret", "access_token")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def key_fingerprint(key: str) -> str:
+    """A loggable name for a key: a short digest, so two keys are told apart and neither is revealed."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_exposure(settings: Settings) -> str | None:
+    """Why the service must not start open (no API key) as configured, or None.
+
+    Without `TICKER_API_KEYS` every caller may act for every account: acceptable for a paper account
+    on loopback (a developer's machine), not for an address others reach or real money, unless
+    `TICKER_ALLOW_OPEN=true` says so.
+    """
+    if settings.api_keys or settings.server.allow_open:
+        return None
+    if not is_loopback(settings.server.host):
+        return (
+            f"HOST: {settings.server.host} is not a loopback address and TICKER_API_KEYS is unset, so anyone "
+            "who reaches it could act for every account; set TICKER_API_KEYS, listen on 127.0.0.1, or set "
+            "TICKER_ALLOW_OPEN=true if it is meant to be open"
+        )
+    live = [a for a, config in settings.accounts.brokers.items() if is_live(config)]
+    if live:
+        return (
+            f"TICKER_ACCOUNTS: account(s) {', '.join(live)} trade at a live broker and TICKER_API_KEYS is unset, "
+            "so every local caller could act for them; set TICKER_API_KEYS, or TICKER_ALLOW_OPEN=true if it is "
+            "meant to be open"
+        )
+    return None
 
 
 def describe(settings: Settings) -> dict[str, Any]:
@@ -384,6 +438,14 @@ def describe(settings: Settings) -> dict[str, Any]:
                 account[secret] = "***"
     if data["accounts"].get("secret_key"):
         data["accounts"]["secret_key"] = "***"  # noqa: S105
+    if data["server"].get("metrics_key"):
+        data["server"]["metrics_key"] = f"set ({key_fingerprint(data['server']['metrics_key'])})"
     if data["accounts"].get("api_keys"):
-        data["accounts"]["api_keys"] = {f"{k[:4]}***": v for k, v in data["accounts"]["api_keys"].items()}
+        # one entry per key, told apart by a digest (two keys sharing a prefix stay two entries), and
+        # never a character of the key itself
+        data["accounts"]["api_keys"] = [
+            {"key": key_fingerprint(key), "accounts": allowed} for key, allowed in data["accounts"]["api_keys"].items()
+        ]
+    else:
+        data["accounts"]["api_keys"] = "unset: no key needed, every caller may use every account"
     return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]

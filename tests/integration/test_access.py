@@ -165,6 +165,7 @@ async def test_another_accounts_key_changes_nothing_and_learns_nothing_on_any_ro
                 r = await c.request(method, path, params=query, json=body, headers=as_alpha())
                 if access.source == Source.PUBLIC:
                     assert method == "GET", f"{method} {template} acts for nobody? declare its account"
+                    assert BRAVO not in r.text, (method, path, r.text)  # health, metrics: only alpha's
                 elif access.source == Source.SIGNED:  # no key: the request's own proof is missing here
                     assert r.status_code == 401 and BRAVO not in r.text, (method, path, r.status_code, r.text)
                 elif access.source == Source.VISIBLE and not query:

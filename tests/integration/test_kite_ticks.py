@@ -284,7 +284,8 @@ async def test_a_silent_upstream_is_detected_health_shows_it_and_ticks_resume_af
         await kite.do(kite.fake.ticker_silence, True)
 
         async def not_running() -> dict[str, Any] | None:
-            health: dict[str, Any] = (await http.get("/health")).json()
+            # the operator's key: since issue 12 a caller without a key sees no account's feed
+            health: dict[str, Any] = (await http.get("/health", headers=HEADERS)).json()
             return health if health["ticker"]["running"] is False else None
 
         health = await eventually(not_running, timeout=15)

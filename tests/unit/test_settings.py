@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ticker_service.settings import SettingsError, describe, load_settings, variables
+from ticker_service.settings import SettingsError, describe, load_settings, open_exposure, variables
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,57 @@ def test_the_readme_documents_every_variable() -> None:
 def test_each_variable_is_declared_once() -> None:
     names = [v.env.name for v in variables()]
     assert len(names) == len(set(names))
+
+
+def test_the_start_up_log_tells_every_api_key_apart_and_shows_none() -> None:
+    """`key-a-...` and `key-all-...` were both logged as `key-***`, one entry for two keys."""
+    s = load_settings(
+        {
+            "TICKER_ACCOUNTS": '{"a": {}, "b": {}}',
+            "TICKER_API_KEYS": '{"key-a-0123456789ab": ["a"], "key-all-0123456789ab": ["*"]}',
+            "TICKER_METRICS_KEY": "metrics-key-0123456789",
+        }
+    )
+    shown = describe(s)
+    keys = shown["accounts"]["api_keys"]
+    assert [k["accounts"] for k in keys] == [["a"], ["*"]]
+    assert len({k["key"] for k in keys}) == 2
+    text = str(shown)
+    for secret in ("key-a-0123456789ab", "key-all-0123456789ab", "metrics-key-0123456789", "key-a", "key-"):
+        assert secret not in text
+    assert shown["server"]["metrics_key"].startswith("set (sha256:")
+    assert "no key needed" in describe(load_settings({}))["accounts"]["api_keys"]
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({}, None),
+        ({"HOST": "::1"}, None),
+        ({"HOST": "127.0.0.2"}, None),
+        ({"HOST": "0.0.0.0"}, "HOST"),
+        ({"HOST": "192.0.2.10"}, "HOST"),
+        ({"HOST": "0.0.0.0", "TICKER_ALLOW_OPEN": "true"}, None),
+        ({"HOST": "0.0.0.0", "TICKER_API_KEYS": '{"0123456789abcdef": ["*"]}'}, None),
+        ({"TICKER_ACCOUNTS": '{"z": {"broker": "kite", "api_key": "k"}}'}, "TICKER_ACCOUNTS"),
+        ({"TICKER_ACCOUNTS": '{"z": {"broker": "kite", "api_key": "k"}}', "TICKER_ALLOW_OPEN": "true"}, None),
+        (
+            {
+                "TICKER_ACCOUNTS": '{"z": {"broker": "kite", "api_key": "k"}}',
+                "TICKER_API_KEYS": '{"0123456789abcdef": ["z"]}',
+            },
+            None,
+        ),
+    ],
+)
+def test_without_api_keys_only_loopback_and_paper_may_be_open(env: dict[str, str], refused: str | None) -> None:
+    why = open_exposure(load_settings(env))
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and why.startswith(refused) and "TICKER_ALLOW_OPEN" in why
+
+
+def test_a_short_metrics_key_is_refused() -> None:
+    with pytest.raises(SettingsError, match="TICKER_METRICS_KEY"):
+        load_settings({"TICKER_METRICS_KEY": "short"})

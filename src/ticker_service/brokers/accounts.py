@@ -16,6 +16,12 @@ AccountConfig = PaperAccount | KiteAccount
 BROKERS = ("paper", "kite")
 DEFAULT_BROKER = "paper"
 MAX_ACCOUNT_ID = 64
+SIMULATED_BROKERS = frozenset({"paper"})  # no real money: may run without API keys on loopback
+
+
+def is_live(config: AccountConfig) -> bool:
+    """Whether the account trades at a real broker (real money), which an open service must not expose."""
+    return config.broker not in SIMULATED_BROKERS
 
 
 class AccountError(ValueError):

@@ -40,6 +40,17 @@ def budget_of(key: str) -> str:
     return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any], query_key: str | None = None) -> str | None:
+    """The key the request carries: `X-API-Key`, else `Authorization: Bearer` (what Prometheus sends),
+    else `query_key` (a browser's `?api_key=`)."""
+    presented = connection.headers.get("x-api-key")
+    if presented is None:
+        auth = connection.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+    return presented if presented is not None else query_key
+
+
 def resolve_caller(
     connection: ASGIConnection[Any, Any, Any, Any],
     api_keys: dict[str, list[str]] | None,
@@ -49,13 +60,7 @@ def resolve_caller(
     WebSocket clients, which cannot set headers in a browser (`?api_key=`)."""
     if not api_keys:
         return OPEN
-    presented = connection.headers.get("x-api-key")
-    if presented is None:
-        auth = connection.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            presented = auth[7:].strip()
-    if presented is None:
-        presented = query_key
+    presented = presented_key(connection, query_key)
     if not presented:
         raise ApiError(401, "X-API-Key: an API key is required")
     for key, allowed in api_keys.items():

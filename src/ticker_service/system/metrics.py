@@ -46,7 +46,7 @@ BROKER_AUTH_FAILURES = Counter("broker_auth_failures_total", "Session token refu
 FENCED_FINISHES = Counter("relay_fenced_finishes_total", "Finishes discarded because the lease had moved on")
 DUPLICATE_ORDERS = Counter("duplicate_orders_total", "Orders found sharing one task's tag (should stay 0)")
 LEASES_EXPIRED = Counter("relay_leases_expired_total", "Running tasks whose lease ran out (moved to unknown)")
-TASKS_BY_STATUS = Gauge("order_tasks", "Order tasks by status (sampled by /health and the sweeper)", ["status"])
+TASKS_BY_STATUS = Gauge("order_tasks", "Order tasks by status (sampled at each scrape and by /health)", ["status"])
 RELAY_LAG_SECONDS = Gauge("relay_lag_seconds", "Age of the oldest claimable task")
 RECONCILED_ORDERS = Counter("reconciled_order_changes_total", "Order changes found by periodic reconciliation")
 WEBHOOK_DELIVERIES = Counter(
@@ -59,7 +59,23 @@ WEBHOOK_SECONDS = Histogram(
 )
 WEBHOOK_PENDING = Gauge(
     "webhook_deliveries_pending",
-    "Deliveries not yet delivered nor dead (pending, sending, retrying; sampled by /health)",
+    "Deliveries not yet delivered nor dead (pending, sending, retrying; sampled at each scrape)",
+)
+WEBHOOK_DEAD = Gauge("webhook_deliveries_dead", "Deliveries that gave up (dead letters; sampled at each scrape)")
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "webhook_endpoints_disabled", "Webhook endpoints disabled after failing too long (sampled at each scrape)"
+)
+# the outbox as the webhook fan-out sees it: events not yet turned into deliveries
+OUTBOX_BACKLOG = Gauge(
+    "outbox_backlog_events", "Outbox events the webhook fan-out has not turned into deliveries yet (sampled)"
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "outbox_oldest_event_age_seconds", "Age of the oldest outbox event not yet fanned out to webhooks (sampled)"
+)
+ACCOUNT_STATE = Gauge(
+    "account_state",
+    "1 for the state each account is in: active, not_logged_in, token_expired, breaker_open (sampled)",
+    ["account", "state"],
 )
 # market data (marketdata/ticks): ticks are lossy by design, so conflation is counted, not an error
 TICKS_IN = Counter("market_ticks_in_total", "Ticks received from an account's upstream feed by its holder", ["account"])
