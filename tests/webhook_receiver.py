@@ -20,21 +20,32 @@ class Receiver:
     """A webhook receiver: records every request; `mode` decides the answer."""
 
     port: int = 0
+    host: str = "127.0.0.1"
     mode: str = "ok"  # ok | down (503) | gone (410) | hang | retry_after
     received: list[dict[str, Any]] = field(default_factory=list)
     arrival: list[float] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # (arrived, answered or dropped) per request
     runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append({"headers": dict(request.headers), "body": body, "mode": self.mode})
-        self.arrival.append(time.monotonic())
-        if self.mode == "hang":
-            await asyncio.sleep(30)
+        arrived = time.monotonic()
+        self.arrival.append(arrived)
+        try:
+            return await self._answer(request)
+        finally:
+            self.spans.append((arrived, time.monotonic()))
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        if self.mode == "hang":  # until the sender gives up and closes the connection (30 s at most)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.01)
         if self.mode == "down":
             return web.Response(status=503)
         if self.mode == "gone":
@@ -44,6 +55,11 @@ class Receiver:
         if self.mode == "redirect":
             raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
         return web.Response(text="OK")
+
+    def peak_concurrency(self, after: float = 0.0) -> int:
+        """The most requests held open at once among those that arrived after `after` (monotonic)."""
+        spans = [s for s in self.spans if s[0] > after]
+        return max((sum(1 for a, b in spans if a <= start < b) for start, _ in spans), default=0)
 
     def ok_bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r["body"]) for r in self.received if r["mode"] == "ok"]
@@ -59,12 +75,12 @@ async def receivers() -> AsyncIterator[list[Receiver]]:
             await r.runner.cleanup()
 
 
-async def start_receiver(made: list[Receiver], mode: str = "ok") -> Receiver:
-    receiver = Receiver(port=free_port(), mode=mode)
+async def start_receiver(made: list[Receiver], mode: str = "ok", host: str = "127.0.0.1") -> Receiver:
+    receiver = Receiver(port=free_port(), host=host, mode=mode)
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
     receiver.runner = web.AppRunner(app, shutdown_timeout=0.1)
     await receiver.runner.setup()
-    await web.TCPSite(receiver.runner, "127.0.0.1", receiver.port).start()
+    await web.TCPSite(receiver.runner, host, receiver.port).start()
     made.append(receiver)
     return receiver

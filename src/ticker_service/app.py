@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from ticker_service import __version__
 from ticker_service.accounts.controllers import AccountsController
@@ -33,6 +33,7 @@ from ticker_service.marketdata.subscriptions.controllers import SubscriptionsCon
 from ticker_service.marketdata.ticks.controllers import TickStreamController
 from ticker_service.orders.controllers import OrdersController, PortfolioController, TasksController
 from ticker_service.orders.service import OrderService
+from ticker_service.portfolio.controllers import HoldingsController, MarginsController, QuotesController
 from ticker_service.runtime import Runtime
 from ticker_service.settings import Settings
 from ticker_service.stream.controllers import OrderStreamController
@@ -40,7 +41,9 @@ from ticker_service.system import metrics
 from ticker_service.system.access import access_guard
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
-from ticker_service.system.errors import EXCEPTION_HANDLERS
+from ticker_service.system.errors import EXCEPTION_HANDLERS, answer_status
+from ticker_service.system.http_protocol import CUT_OFF
+from ticker_service.system.inputs import input_guard
 from ticker_service.webhooks.controllers import WebhooksController
 from ticker_service.webhooks.service import WebhookService
 
@@ -83,8 +86,18 @@ def _http_metrics(method: str, endpoint: str, status: int) -> tuple[Any, Any]:
     )
 
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before its answer
+REQUEST_TIMEOUT = 408
+
+
 def request_context(app: ASGIApp) -> ASGIApp:
-    """Request id (from X-Request-ID or new), echoed back and bound to every log line; HTTP metrics."""
+    """Request id (from X-Request-ID or new), echoed back and bound to every log line; HTTP metrics.
+
+    The status counted is the one answered, also for an answer made outside this middleware (an
+    exception of the input or access guard). A request whose client went away before its answer
+    (the server saw the connection close while the request was being read) counts as 499, or as
+    408 when the server cut it off for arriving too slowly: neither is a failure of the service.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -94,27 +107,47 @@ def request_context(app: ASGIApp) -> ASGIApp:
         raw = headers.get(b"x-request-id", b"")[:64].decode("latin-1")
         request_id = raw if raw and raw.isprintable() else uuid.uuid4().hex
         status = 500
+        answered = False
+        gone = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
+
+        async def receive_wrapper() -> ReceiveMessage:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
 
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:  # raised by a middleware: the app's handlers answer it, outside this one
+            if not answered:
+                status = answer_status(exc)
+            raise
         finally:
+            if gone and (not answered or status >= 500):
+                status = REQUEST_TIMEOUT if scope.get(CUT_OFF) else CLIENT_CLOSED_REQUEST
             elapsed = time.perf_counter() - started
             endpoint = scope.get("path_template") or "unmatched"
             method = str(scope.get("method", ""))
             count, duration = _http_metrics(method, endpoint, status)
             count.inc()
             duration.observe(elapsed)
-            if status >= 500:
+            if status == 503:  # a dependency (the database, a broker) is down: said where it was seen
+                log.warning("request answered unavailable", method=method, path=scope["path"], status=status)
+            elif status >= 500:
                 log.error("request failed", method=method, path=scope["path"], status=status)
+            elif status in (CLIENT_CLOSED_REQUEST, REQUEST_TIMEOUT) and gone:
+                log.info("request not received whole", method=method, path=scope["path"], status=status)
             structlog.contextvars.unbind_contextvars("request_id")
 
     return middleware
@@ -151,6 +184,9 @@ def create_app(
             OrdersController,
             TasksController,
             PortfolioController,
+            HoldingsController,
+            MarginsController,
+            QuotesController,
             BatchesController,
             WebhooksController,
             OrderStreamController,
@@ -173,9 +209,11 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        # who may act for which account: every route declares it, one guard checks it (system/access.py)
-        middleware=[request_context, access_guard],
+        # bad input refused as a 4xx naming the field (system/inputs.py), then who may act for which
+        # account: every route declares it, one guard checks it (system/access.py)
+        middleware=[request_context, input_guard, access_guard],
         openapi_config=openapi_config("Ticker Service", __version__),
+        request_max_body_size=settings.server.max_body_bytes,
         debug=False,
         logging_config=None,
     )

@@ -56,10 +56,14 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found:
     # make that a normal exit so atexit hooks (stopping the embedded database) still run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from ticker_service.system.http_protocol import deadline_protocol
+
     config = uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
+        # httptools, with deadlines for a request's headers and body (slow clients)
+        http=deadline_protocol(settings.server.header_timeout, settings.server.body_timeout),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -54,8 +54,10 @@ from ticker_service.orders.service import OrderService
 from ticker_service.orders.waiters import TaskWaiters
 from ticker_service.outbox.channels import DELIVERIES_CHANNEL, EVENTS_CHANNEL, TASK_DONE_CHANNEL, TASKS_CHANNEL
 from ticker_service.outbox.listener import NotificationListener
+from ticker_service.portfolio.quotes import QuoteService
 from ticker_service.settings import Settings
 from ticker_service.stream.hub import StreamHub
+from ticker_service.system.ratelimits import ApiKeyLimits
 from ticker_service.timeutil import today_ist
 from ticker_service.webhooks.fanout import fan_out
 from ticker_service.webhooks.sender import DeliverySender
@@ -88,6 +90,7 @@ class Runtime:
         self.executor: Executor
         self.orders: OrderService
         self.catalogue: InstrumentCatalogue  # every account's instruments (marketdata/)
+        self.quotes: QuoteService  # GET /quote: the feeds' fresh ticks, else the broker
         self.history: HistoryService  # candles (marketdata/history)
         # candles from live ticks (the minute candles each account's feed holder keeps in PostgreSQL)
         self.forming_candles: FormingCandles
@@ -98,6 +101,7 @@ class Runtime:
         self.market = MarketData(settings)  # live ticks (marketdata/ticks), beside the order flow
         self.listener.subscribe(TICKS_CHANNEL, self.market.hub.on_ticks)
         self.listener.subscribe(WANTS_CHANNEL, self.market.hub.on_wants)
+        self.api_limits: ApiKeyLimits | None = None  # TICKER_RATE_LIMITS, made by start() when set
         self._stop = asyncio.Event()
         self._fanout_wake = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -105,6 +109,8 @@ class Runtime:
     async def start(self) -> None:
         self._stop.clear()
         self.pool = await create_pool(self.dsn, self.settings.database.pool_size + self.settings.execution.workers)
+        if self.settings.accounts.rate_limits:
+            self.api_limits = ApiKeyLimits(self.pool, self.settings.accounts.rate_limits)
         context = BrokerContext(self.pool, self.instruments, self.settings)
         self.brokers = build_brokers(self.settings.accounts.brokers, context)
         hooks = [BatchProgress(self.settings.execution.max_attempts, self.settings.execution.default_expires_in)]
@@ -127,6 +133,7 @@ class Runtime:
             listing=self.catalogue,  # a live broker's orders are checked against its own instrument list
             paper_accounts=frozenset(paper_accounts),
         )
+        self.quotes = QuoteService(self.pool, self.catalogue, self.settings.market.quote_tick_max_age)
         self.forming_candles = TickCandles(self.pool)
         self.history = HistoryService(
             self.pool,
@@ -141,7 +148,9 @@ class Runtime:
         )
         self.listener.subscribe(SESSIONS_CHANNEL, self._session_changed)
         guard = UrlGuard(self.settings.webhooks.allow_private)
-        self.webhooks = WebhookService(self.pool, guard, set(self.settings.accounts.brokers))
+        self.webhooks = WebhookService(
+            self.pool, guard, set(self.settings.accounts.brokers), self.settings.webhooks.max_per_account
+        )
         self.webhook_sender = DeliverySender(self.pool, self.settings, guard)
         self.listener.subscribe(DELIVERIES_CHANNEL, self.webhook_sender.notify)
         self.listener.subscribe(EVENTS_CHANNEL, lambda _p: self._fanout_wake.set())

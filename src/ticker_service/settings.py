@@ -153,6 +153,21 @@ def accounts_json(name: str, raw: str) -> dict[str, AccountConfig]:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def rate_rules(name: str, raw: str) -> tuple[tuple[int, float], ...]:
+    """`count/seconds` pairs, comma-separated: "10/1,300/60" is 10 in any second and 300 in any minute."""
+    rules = []
+    for part in (p.strip() for p in raw.split(",")):
+        count, slash, seconds = part.partition("/")
+        try:
+            rule = (int(count), float(seconds))
+        except ValueError:
+            rule = (0, 0.0)
+        if not slash or rule[0] < 1 or not 0 < rule[1] <= 86_400:
+            raise SettingsError(f"{name}: expected requests/seconds pairs such as 10/1,300/60, got {part!r}")
+        rules.append(rule)
+    return tuple(rules)
+
+
 def api_keys_json(name: str, raw: str) -> dict[str, list[str]]:
     try:
         keys = msgspec.json.decode(raw, type=dict[str, list[str]])
@@ -185,6 +200,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
     # SO_SNDBUF of served connections (Linux doubles it); 0: the kernel's autotuning
     socket_send_buffer: Annotated[int, Env("TICKER_SOCKET_SEND_BUFFER", whole(0, 64 * 1024 * 1024))] = 262_144
+    # slow clients: seconds for a request's headers to arrive (from the connection's first byte), and
+    # for its body (from the end of the headers); past either the answer is 408 and the connection closed
+    header_timeout: Annotated[float, Env("TICKER_HEADER_TIMEOUT", number(0.1))] = 5.0
+    body_timeout: Annotated[float, Env("TICKER_BODY_TIMEOUT", number(0.1))] = 30.0
+    # the largest request body accepted (413 beyond): an order or a 20-leg batch is a few kilobytes
+    max_body_bytes: Annotated[int, Env("TICKER_MAX_BODY_BYTES", whole(1024, 10 * 1024 * 1024))] = 65_536
 
 
 def _default_accounts() -> dict[str, AccountConfig]:
@@ -196,6 +217,8 @@ class AccountsSettings(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=_default_accounts
     )
     api_keys: Annotated[dict[str, list[str]] | None, Env("TICKER_API_KEYS", api_keys_json)] = None
+    # requests each API key may make (every instance together): (count, seconds) pairs; () is off
+    rate_limits: Annotated[tuple[tuple[int, float], ...], Env("TICKER_RATE_LIMITS", rate_rules)] = ()
     # Fernet key that encrypts stored broker tokens; unset: tokens are not stored (PUT .../session refused)
     secret_key: Annotated[str | None, Env("TICKER_SECRET_KEY", fernet_key)] = None
     # the instruments the accounts trade (Kite's CSV format); unset: the list shipped with the package
@@ -232,6 +255,8 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: Annotated[int, Env("WEBHOOK_CONCURRENCY", whole(1, 10_000), "deliveries in flight per process")] = 128
     # ... and per endpoint, so one slow receiver cannot take them all
     endpoint_concurrency: Annotated[int, Env("WEBHOOK_ENDPOINT_CONCURRENCY", whole(1, 1000))] = 16
+    # endpoints one account may register: bounds what one account can ask of the send slots
+    max_per_account: Annotated[int, Env("WEBHOOK_MAX_PER_ACCOUNT", whole(1, 10_000))] = 20
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -255,6 +280,8 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     instruments_per_connection: Annotated[int, Env("TICKER_FEED_INSTRUMENTS_PER_CONNECTION", whole(1, 3000))] = 3000
     # seconds between two ticks of a subscribed instrument on a paper account
     paper_tick_interval: Annotated[float, Env("TICKER_PAPER_TICK_INTERVAL", number(0.01))] = 1.0
+    # GET /quote answers from a tick of the account's feed no older than this, else asks the broker
+    quote_tick_max_age: Annotated[float, Env("TICKER_QUOTE_TICK_MAX_AGE", number(0))] = 10.0
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):

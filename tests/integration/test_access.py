@@ -99,6 +99,7 @@ async def bravos_objects(c: AsyncTestClient[Any], receiver: Receiver, db: asyncp
         "delivery_id": ping.json()["delivery_id"],
         "account_id": BRAVO,
         "instrument_token": "408065",  # DELETE /subscriptions/{instrument_token}: one of bravo's
+        "segment": "equity",  # GET /user/margins/{segment}: not an id, the account is the query's
         "asset": "app.js",  # GET /desk/assets/{asset}: public, the same for everyone
     }
 

@@ -191,8 +191,11 @@ async def test_ioc_fills_at_once_or_is_cancelled_never_rests(pool: asyncpg.Pool,
     assert far.exchange_order_id  # it reached the exchange: cancelled there, not rejected
     await assert_exposure_matches_book(db, "ioc")
 
-    # a stop order waits for its trigger as usual; triggered but not marketable, it is cancelled
-    stop = (await broker.place_order(ioc(order("SELL", 2, "SL", "I3", price=high + 20, trigger=low)))).order
+    # a stop order waits for its trigger as usual; triggered but not marketable, it is cancelled (Kite
+    # wants an SL sell's trigger at or above its price and below the last price: both a tick above the low)
+    above_low = low + Decimal("0.05")
+    assert above_low < high
+    stop = (await broker.place_order(ioc(order("SELL", 2, "SL", "I3", price=above_low, trigger=above_low)))).order
     assert stop is not None and stop.status == "TRIGGER PENDING"
     # a resting order modified to IOC while not marketable is cancelled by the modification
     resting = (await broker.place_order(order("BUY", 4, "LIMIT", "I4", price=low - 20))).order

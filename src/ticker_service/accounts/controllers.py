@@ -5,13 +5,15 @@ from __future__ import annotations
 import html
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, get, put
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from ticker_service.accounts.schemas import AccountView, SessionRequest
 from ticker_service.accounts.service import AccountsService
+from ticker_service.orders.service import OrderService
+from ticker_service.portfolio import service as portfolio
 from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError
 
@@ -61,6 +63,22 @@ class AccountsController(Controller):
         accounts_service: NamedDependency[AccountsService],
     ) -> AccountView:
         return await accounts_service.set_session(account_id, data)
+
+    @post(
+        "/{account_id:str}/paper/reset",
+        summary="Start a paper account over: its starting funds, no orders, positions or holdings",
+        description="422 for an account at a live broker. The service's own history (tasks, events) is kept.",
+        status_code=200,
+        opt=Access.path(),
+    )
+    async def reset_paper(
+        self,
+        account_id: FromPath[str],
+        order_service: NamedDependency[OrderService],
+        accounts_service: NamedDependency[AccountsService],
+    ) -> AccountView:
+        await portfolio.reset(order_service.broker(account_id))
+        return await accounts_service.view(account_id)
 
     @get(
         "/{account_id:str}/login",

@@ -18,7 +18,9 @@ class BatchOrdersRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     orders: Annotated[list[BatchLeg], Meta(min_length=1, max_length=20)]
     account_id: AccountId = "primary"
     rollback_on_failure: bool = True
-    rollback_mode: Literal["cancel", "square_off"] = "cancel"
+    # square_off (the default): a filled leg is undone by an opposite MARKET order, as the spec's
+    # all-or-nothing promise needs; cancel: open legs are cancelled, filled ones reported as they are
+    rollback_mode: Literal["cancel", "square_off"] = "square_off"
     expires_in: ExpiresIn | None = None  # per leg, from when it becomes the one to place
 
 

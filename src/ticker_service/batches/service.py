@@ -14,8 +14,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ticker_service.batches.schemas import BatchOrdersRequest, BatchView
+from ticker_service.batches.schemas import BatchLeg, BatchOrdersRequest, BatchView
 from ticker_service.batches.views import FINAL, load_view
+from ticker_service.instruments import Instrument
+from ticker_service.market_rules import MAX_AUTOSLICES, slices
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.events import task_status_event
 from ticker_service.orders.lifecycle.states import BatchStatus, Operation, TaskStatus
@@ -97,6 +99,28 @@ class BatchService:
         # every leg is an order accepted for placement, as a single order is (never on a replay)
         metrics.ORDER_REQUESTS.labels(operation=Operation.PLACE, account=req.account_id).inc(len(legs))
         return batch_id, True
+
+    async def autoslices(self, req: PlaceOrderRequest) -> BatchOrdersRequest | None:
+        """Kite's autoslice: the order as a batch of slices at most the freeze quantity each (every slice
+        stands on its own, as Kite's do: no rollback), or None when it needs no slicing. More than
+        Kite's 10 slices is a 422 naming `quantity`."""
+        if not req.autoslice:
+            return None
+        instrument = await self.orders.instrument_of(req.account_id, req.exchange, req.tradingsymbol)
+        parts = slices(instrument, req.quantity) if isinstance(instrument, Instrument) else None
+        if parts is None:
+            return None
+        if len(parts) > MAX_AUTOSLICES:
+            raise FieldError(
+                "quantity",
+                f"autoslice would need {len(parts)} slices of at most {parts[0]}; Kite slices an order into "
+                f"at most {MAX_AUTOSLICES}",
+            )
+        fields = {k: v for k, v in msgspec.structs.asdict(req).items() if k in BatchLeg.__struct_fields__}
+        legs = [BatchLeg(**(fields | {"quantity": quantity})) for quantity in parts]
+        return BatchOrdersRequest(
+            orders=legs, account_id=req.account_id, rollback_on_failure=False, expires_in=req.expires_in
+        )
 
     async def view(self, batch_id: str) -> BatchView | None:
         return await load_view(self.pool, batch_id)

@@ -28,6 +28,36 @@ ORDER BY t.batch_index
 """
 
 
+# The legs of several batches at once (a page of the batch list)
+LEGS_OF_BATCHES = f"""
+SELECT t.batch_id, t.task_id, t.batch_index, t.status, t.order_id, t.last_error, t.result, t.params, t.account_id,
+       o.status AS order_status, o.status_message, o.filled_quantity, o.exchange, o.tradingsymbol, o.product,
+       o.transaction_type
+FROM order_tasks AS t
+LEFT JOIN orders AS o ON o.account_id = t.account_id AND o.order_id = t.order_id
+WHERE t.batch_id = ANY($1::text[]) AND t.batch_role = '{BatchRole.LEG.value}'
+ORDER BY t.batch_id, t.batch_index
+"""
+# A page of an account's batches, newest first; $2 (statuses) NULL for every status
+BATCH_PAGE = """
+SELECT * FROM batches
+WHERE account_id = ANY($1::text[]) AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+ORDER BY created_at DESC, batch_id DESC
+LIMIT $3 OFFSET $4
+"""
+
+
+async def load_page(
+    pool: asyncpg.Pool, accounts: Sequence[str], statuses: Sequence[str] | None, limit: int, offset: int
+) -> list[BatchView]:
+    """Batches of these accounts, newest first, each with its legs (two statements for the page)."""
+    batches = await pool.fetch(BATCH_PAGE, list(accounts), list(statuses) if statuses else None, limit, offset)
+    legs: dict[str, list[Mapping[str, Any]]] = {b["batch_id"]: [] for b in batches}
+    for leg in await pool.fetch(LEGS_OF_BATCHES, list(legs)):
+        legs[leg["batch_id"]].append(leg)
+    return [build_view(b, legs[b["batch_id"]]) for b in batches]
+
+
 def leg_order_status(leg: Mapping[str, Any]) -> str | None:
     status: str | None = leg["order_status"] or (leg["result"] or {}).get("order_status")
     return status

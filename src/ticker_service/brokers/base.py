@@ -228,6 +228,14 @@ class PriceModel(Protocol):
 
 
 @runtime_checkable
+class DepthModel(Protocol):
+    """A broker whose visible book is a function of time (the paper broker): the paper tick feed and
+    quotes show the depth its MARKET orders fill against."""
+
+    def model_depth(self, instrument: Instrument, t: float) -> Any: ...
+
+
+@runtime_checkable
 class TickCarrier(Protocol):
     """A broker whose own upstream connection also carries ticks (Kite's ticker, which the account's
     order-update stream holds): market data hands it the holder to run on that connection."""
@@ -247,3 +255,36 @@ class LimitedBroker(Protocol):
     async def orders_today(self) -> tuple[int, int]:
         """(orders sent today, the daily limit), across every instance."""
         ...
+
+
+@runtime_checkable
+class AccountViews(Protocol):
+    """The daily views of an account in Kite's shapes (both brokers): holdings, margins, an order's trades."""
+
+    async def holdings(self) -> list[dict[str, Any]]: ...
+
+    async def margins(self) -> dict[str, Any]:
+        """Kite's `GET /user/margins`: `{"equity": {...}, "commodity": {...}}`."""
+        ...
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        """The fills of one order; `OrderNotFound` when the account has no such order."""
+        ...
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """A simulated account that can start over (the paper broker)."""
+
+    async def reset(self) -> None:
+        """Back to the starting funds with no orders, positions or holdings."""
+        ...
+
+
+@runtime_checkable
+class QuoteSource(Protocol):
+    """Kite's quote endpoints for `EXCHANGE:SYMBOL` keys; instruments it does not know are left out."""
+
+    async def quotes(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...

@@ -14,7 +14,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, **kw
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "ticker-service"}},
+        connect_args={"server_settings": {"application_name": "ticker-service"}, "timeout": 10.0},
         **kwargs,
     )
 

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 
 _decode = msgspec.json.decode
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 def _encode(value: Any) -> str:
@@ -45,5 +46,8 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
         init=_init,
         reset=_keep_session,
         server_settings={"application_name": "ticker-service"},
+        # a database host that does not answer (rather than refusing) fails a request within this,
+        # as a 503, instead of after asyncpg's default minute
+        timeout=CONNECT_TIMEOUT_SECONDS,
     )
     return pool

@@ -176,6 +176,7 @@ paper_orders = Table(
     Column("order_timestamp", TZ, nullable=False, server_default=func.now()),
     Column("exchange_timestamp", TZ),
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("book_bucket", BigInteger),  # the paper book's second a MARKET order last filled against
     Index("ix_paper_orders_account_tag", "account_id", "tag"),
     Index(
         "ix_paper_orders_open",
@@ -230,6 +231,8 @@ webhooks = Table(
     Column("start_seq", BigInteger, nullable=False),  # events of the account after this seq are delivered
     Column("last_success_at", TZ),
     Column("failing_since", TZ),  # first failure since the last success
+    Column("stalled", Integer, nullable=False, server_default=text("0")),  # attempts in a row with no answer
+    Column("backoff_until", TZ),  # a stalled endpoint gets no request before this
     Column("created_at", TZ, nullable=False, server_default=func.now()),
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
     Index("ix_webhooks_account", "account_id"),
@@ -267,6 +270,12 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'retrying')")),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
     Index("ix_webhook_deliveries_sending", "lease_expires_at", postgresql_where=text("status = 'sending'")),
+    Index(
+        "ix_webhook_deliveries_queue",
+        "webhook_id",
+        "next_attempt_at",
+        postgresql_where=text("status IN ('pending', 'retrying', 'sending')"),
+    ),
 )
 
 batches = Table(

@@ -12,6 +12,9 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from ticker_service.batches.schemas import BatchView
+from ticker_service.batches.service import BatchService
+from ticker_service.batches.views import FINAL
 from ticker_service.orders.lifecycle.states import TaskStatus
 from ticker_service.orders.lifecycle.tasks import (
     NotRetryable,
@@ -22,8 +25,10 @@ from ticker_service.orders.lifecycle.tasks import (
 )
 from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest, TaskView
 from ticker_service.orders.service import Answer, OrderService, accounts_of_order
+from ticker_service.portfolio import service as portfolio
 from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError, FieldError
+from ticker_service.system.params import Offset
 
 Wait = Annotated[
     float,
@@ -61,7 +66,8 @@ class OrdersController(Controller):
         "/place",
         summary="Place an order",
         description="201 with the order once the broker accepted it; 202 with the task while pending; "
-        "422 when a field is invalid or the broker refused it.",
+        "422 when a field is invalid or the broker refused it. With `autoslice` an order above the freeze "
+        "quantity is placed as a batch of slices and answered as that batch.",
         status_code=201,
         opt=Access.body(),
     )
@@ -70,11 +76,18 @@ class OrdersController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[PlaceOrderRequest],
         order_service: NamedDependency[OrderService],
+        batch_service: NamedDependency[BatchService],
         idempotency_key: IdempotencyKey = None,
         wait: Wait = 5.0,
-    ) -> Response[TaskView]:
+    ) -> Response[TaskView | BatchView]:
         authorized(request).same(data.account_id)
-        return _respond(await order_service.place(data, idempotency_key, wait))
+        sliced = await batch_service.autoslices(data)
+        if sliced is not None:  # above the freeze quantity with autoslice: the slices' batch answers
+            batch_id, _ = await batch_service.submit(sliced, idempotency_key)
+            view = await batch_service.answer(batch_id, wait)
+            return Response(view, status_code=201 if view.status in FINAL else 202)
+        answer = await order_service.place(data, idempotency_key, wait)
+        return Response(content=answer.body, status_code=answer.status_code)
 
     @get("/", summary="The broker's order book of an account", opt=Access.query())
     async def list_orders(
@@ -84,7 +97,7 @@ class OrdersController(Controller):
         account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
         status: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000, required=False)] = None,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[dict[str, Any]]:
         account = authorized(request).same(account_id)
         return await order_service.order_book(account, status, limit, offset)
@@ -98,6 +111,16 @@ class OrdersController(Controller):
         account_id: AccountQuery = None,
     ) -> dict[str, Any]:
         return await order_service.find_order(order_id, authorized(request).account)
+
+    @get("/{order_id:str}/trades", summary="An order's fills, in Kite's shape", opt=ORDER_ROW)
+    async def order_trades(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[str],
+        order_service: NamedDependency[OrderService],
+        account_id: AccountQuery = None,
+    ) -> list[dict[str, Any]]:
+        return await portfolio.order_trades(order_service.broker(authorized(request).account), order_id)
 
     @put("/{order_id:str}", summary="Modify an open order (through a task)", status_code=200, opt=ORDER_ROW)
     async def modify(
@@ -146,7 +169,7 @@ class TasksController(Controller):
         status: Annotated[str | None, QueryParameter(required=False, description="comma-separated task states")] = None,
         account_id: AccountQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[TaskView]:
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         known = [s.value for s in TaskStatus]

@@ -49,6 +49,8 @@ class PlaceOrderRequest(OrderFields, forbid_unknown_fields=True, kw_only=True):
     market_protection: Annotated[float, Meta(ge=-1, le=100)] | None = None
     expires_in: ExpiresIn | None = None
     account_id: AccountId = "primary"
+    # Kite's autoslice: an order above the freeze quantity goes as up to 10 slices, placed as one batch
+    autoslice: bool = False
 
 
 class ModifyOrderRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

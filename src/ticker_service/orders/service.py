@@ -181,6 +181,7 @@ class OrderService:
         params = msgspec.to_builtins(req)
         params.pop("expires_in", None)
         params.pop("account_id", None)
+        params.pop("autoslice", None)
         if req.order_type in ("MARKET", "SL-M") and req.market_protection is None:
             params["market_protection"] = -1
         if req.order_type not in ("LIMIT", "SL"):

@@ -224,6 +224,9 @@ async def account_guard(connection: ASGIConnection[Any, Any, Any, Any], handler:
     settings = runtime.settings
     query_key = connection.query_params.get("api_key") if access.browser else None
     caller = resolve_caller(connection, settings.api_keys, query_key)
+    limits = getattr(runtime, "api_limits", None)  # TICKER_RATE_LIMITS: the caller's budget, before anything
+    if limits is not None:
+        await limits.spend(caller)
     answer = await authorize(
         connection, access, caller=caller, accounts=settings.account_ids, pool=getattr(runtime, "pool", None)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from ticker_service.system.errors import ApiError
 class Caller:
     key_id: str | None  # a short, loggable prefix of the key; never the key itself
     accounts: frozenset[str] | None  # None: every account
+    budget: str = "open"  # whose rate limit budget the caller spends (a digest of the key, never the key)
 
     def may(self, account_id: str) -> bool:
         return self.accounts is None or account_id in self.accounts
@@ -29,6 +32,12 @@ class Caller:
 
 
 OPEN = Caller(key_id=None, accounts=None)
+
+
+@functools.cache
+def budget_of(key: str) -> str:
+    """The name of a key's rate limit budget in PostgreSQL: a digest, so the database holds no key."""
+    return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def resolve_caller(
@@ -51,5 +60,7 @@ def resolve_caller(
         raise ApiError(401, "X-API-Key: an API key is required")
     for key, allowed in api_keys.items():
         if hmac.compare_digest(key.encode(), presented.encode()):
-            return Caller(key_id=key[:4], accounts=None if "*" in allowed else frozenset(allowed))
+            return Caller(
+                key_id=key[:4], accounts=None if "*" in allowed else frozenset(allowed), budget=budget_of(key)
+            )
     raise ApiError(401, "X-API-Key: unknown API key")

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from ticker_service import __version__
 from ticker_service.accounts import feeds, pauses
 from ticker_service.accounts.states import AccountState
+from ticker_service.db.availability import RETRY_AFTER_SECONDS, outage_reason
 from ticker_service.orders.lifecycle import queries
 from ticker_service.orders.lifecycle.states import IN_FLIGHT, TaskStatus
 from ticker_service.orders.lifecycle.tasks import count_by_status
@@ -29,7 +30,7 @@ class SystemController(Controller):
     @get(
         "/health",
         summary="Service status",
-        description="200 unless the database is unreachable (503).",
+        description="200 unless the database is unreachable (503 with Retry-After, `problems` says why).",
         opt=Access.public(),
     )
     async def health(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
@@ -52,14 +53,16 @@ class SystemController(Controller):
             followed = await feeds.of_accounts(runtime.pool, runtime.settings.account_ids)
             database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
+            why = outage_reason(exc)
             body = {
                 "status": "degraded",
                 "ticker": {"running": runtime.executor.running, "tasks_pending": None, "tasks_completed": None},
-                "database": {"status": "unavailable", "error": type(exc).__name__},
+                "database": {"status": "unavailable", "error": type(exc).__name__, "reason": why},
+                "problems": [f"database unavailable: {why}; requests are answered 503 until it is back"],
                 "instance_id": runtime.settings.server.instance_id,
                 "version": __version__,
             }
-            return Response(body, status_code=503)
+            return Response(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         for status, n in counts.items():
             metrics.TASKS_BY_STATUS.labels(status=status).set(n)
         metrics.RELAY_LAG_SECONDS.set(float(lag))

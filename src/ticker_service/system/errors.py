@@ -13,9 +13,15 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from ticker_service.brokers.base import BrokerError
+from ticker_service.db.availability import RETRY_AFTER_SECONDS, database_unavailable, outage_reason
 from ticker_service.orders.lifecycle.tasks import IdempotencyConflict, NotRetryable
 
 log = structlog.get_logger("ticker.http")
@@ -36,10 +42,11 @@ class FieldError(Exception):
 class ApiError(Exception):
     """Any other client error with a status code and a message (404, 409, 403 ...)."""
 
-    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
+    def __init__(self, status_code: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
@@ -93,15 +100,31 @@ def field_error_handler(_request: Request[Any, Any, Any], exc: FieldError) -> Re
 
 
 def api_error_handler(_request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
-    return Response(_body(exc.status_code, exc.message, **exc.extra), status_code=exc.status_code)
+    return Response(_body(exc.status_code, exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
 
 
 def conflict_handler(_request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return Response(_body(409, str(exc)), status_code=409)
 
 
+def database_unavailable_response(exc: BaseException) -> Response[Any]:
+    """503 with Retry-After: PostgreSQL cannot be used now; the request changed nothing (or, for an
+    answer lost after a commit, the same `Idempotency-Key` finds it when retried)."""
+    return Response(
+        _body(HTTP_503_SERVICE_UNAVAILABLE, f"{outage_reason(exc)}; retry later"),
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def broker_error_handler(_request: Request[Any, Any, Any], exc: BrokerError) -> Response[Any]:
-    return Response(_body(503, f"the broker is unavailable: {exc}"), status_code=503)
+    if database_unavailable(exc):  # a paper account's exchange lives in the database
+        return database_unavailable_response(exc)
+    return Response(
+        _body(503, f"the broker is unavailable: {exc}"),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def http_exception_handler(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -109,6 +132,9 @@ def http_exception_handler(_request: Request[Any, Any, Any], exc: HTTPException)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if database_unavailable(exc):
+        log.warning("database unavailable", path=request.url.path, reason=outage_reason(exc))
+        return database_unavailable_response(exc)
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
     return Response(
         _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; see the service log for the request id"),
@@ -126,3 +152,16 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }
+
+
+def answer_status(exc: Exception) -> int:
+    """The status the handlers above answer `exc` with, for the metrics and logs of a request whose
+    exception is turned into the answer outside the middleware that counts it (one raised by the
+    input or access guard, which run as middleware)."""
+    for kind in type(exc).__mro__:
+        handler = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            if handler is internal_error_handler:
+                return HTTP_503_SERVICE_UNAVAILABLE if database_unavailable(exc) else HTTP_500_INTERNAL_SERVER_ERROR
+            return int(handler(None, exc).status_code)
+    return HTTP_500_INTERNAL_SERVER_ERROR

@@ -11,6 +11,11 @@ HTTP_SECONDS = Histogram(
     ["method", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SLOW_CLIENTS = Counter(
+    "http_requests_cut_off_total",
+    "Requests whose headers or body did not arrive in time (answered 408, connection closed)",
+    ["phase"],
+)
 ORDER_REQUESTS = Counter("order_requests_total", "Order requests accepted", ["operation", "account"])
 ORDER_EXECUTION_SECONDS = Histogram(
     "order_execution_duration_seconds",

@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError, FieldError
+from ticker_service.system.params import Offset
 from ticker_service.webhooks.schemas import CreateWebhookRequest, DeliveryView, WebhookView
 from ticker_service.webhooks.service import WebhookService, accounts_of_webhook, webhook_view
 
@@ -65,7 +66,7 @@ class WebhooksController(Controller):
         webhook_service: NamedDependency[WebhookService],
         status: Annotated[str | None, QueryParameter(required=False)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[DeliveryView]:
         if status is not None and status not in DELIVERY_STATUSES:
             raise FieldError("status", f"unknown delivery status {status!r}; one of {', '.join(DELIVERY_STATUSES)}")

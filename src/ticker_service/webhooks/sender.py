@@ -3,9 +3,14 @@
 * Claims take a lease (`sending`) with `FOR UPDATE SKIP LOCKED`, so processes share the work and a
   delivery is sent by one of them at a time; a lease that runs out (a process died mid-send) sends
   the delivery again, with the same `webhook-id`, so receivers can drop the duplicate.
-* Each delivery is its own task. At most `WEBHOOK_CONCURRENCY` are in flight per process and at
-  most `WEBHOOK_ENDPOINT_CONCURRENCY` per endpoint, so an endpoint that hangs until the timeout
-  ties up only its own share and never delays the others.
+* Each delivery is its own task. At most `WEBHOOK_CONCURRENCY` are in flight per process, shared
+  fairly between accounts first (an account never holds every slot: there is always room for one
+  more), then between an account's endpoints, at most `WEBHOOK_ENDPOINT_CONCURRENCY` per endpoint. So
+  a receiver that hangs until the timeout ties up only its own account's share.
+* An endpoint whose attempts get no answer at all (timeouts, failed connections) is backed off: no
+  request until the retry schedule's delay for its count of stalls in a row has passed, then one
+  request at a time (a probe, across instances) until it answers again; the deliveries waiting behind
+  it keep their attempts.
 * Results are recorded in batches (one statement for the deliveries, one for their endpoints):
   2xx is delivered; anything else (redirects are not followed) retries on `WEBHOOK_RETRY_SCHEDULE`
   with jitter, honouring `Retry-After`, and is dead (replayable) after the last attempt. A 410, or
@@ -31,28 +36,49 @@ from ticker_service import __version__
 from ticker_service.settings import Settings
 from ticker_service.system import metrics
 from ticker_service.webhooks import signing
-from ticker_service.webhooks.urls import UnsafeUrl, UrlGuard
+from ticker_service.webhooks.urls import UnsafeAddress, UnsafeUrl, UrlGuard
 
 log = structlog.get_logger("ticker.webhooks")
 
+# The claim shares this process's free slots fairly: between accounts first, then between an account's
+# endpoints. Candidates are the first due deliveries of every endpoint (as many as the endpoint has
+# room for: WEBHOOK_ENDPOINT_CONCURRENCY, or one probe at a time, across instances, while it stalls),
+# so an account with a long backlog cannot crowd others out of the candidates. An account may hold at
+# most WEBHOOK_CONCURRENCY / (accounts with work + 1) slots: there is always room for one more account.
+# Within that, candidates are taken round-robin (first of each endpoint, then second, ...), and the
+# accounts likewise. $5/$6 and $7/$8 are this process's deliveries in flight per endpoint and account;
+# $10 the endpoints with a stall not yet recorded (until it is, the database does not know to back off).
 _CLAIM = """
-WITH due AS (
-    SELECT d.delivery_id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries AS d
-    JOIN webhooks AS w ON w.webhook_id = d.webhook_id
-    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now() AND w.active
-      AND NOT (d.webhook_id = ANY($3::text[]))
-    ORDER BY d.next_attempt_at
-    LIMIT 2000
-), fair AS (
-    SELECT x.delivery_id, x.next_attempt_at FROM (
-        SELECT delivery_id, webhook_id, next_attempt_at,
-               row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at) AS rn
-        FROM due
+WITH inflight_hooks AS (
+    SELECT * FROM unnest($5::text[], $6::int[]) AS f(webhook_id, n)
+), inflight_accounts AS (
+    SELECT * FROM unnest($7::text[], $8::int[]) AS a(account_id, n)
+), hooks AS (
+    SELECT w.webhook_id, w.account_id, CASE WHEN w.stalled > 0 THEN 1 ELSE $4 END - COALESCE(f.n, 0) AS room
+    FROM webhooks AS w LEFT JOIN inflight_hooks AS f ON f.webhook_id = w.webhook_id
+    WHERE w.active AND (w.backoff_until IS NULL OR w.backoff_until <= now()) AND NOT (w.webhook_id = ANY($10::text[]))
+      AND (w.stalled = 0 OR NOT EXISTS (
+          SELECT 1 FROM webhook_deliveries AS s WHERE s.webhook_id = w.webhook_id AND s.status = 'sending'))
+), candidates AS (
+    SELECT h.account_id, x.delivery_id, x.next_attempt_at, x.rank
+    FROM hooks AS h CROSS JOIN LATERAL (
+        SELECT d.delivery_id, d.next_attempt_at, row_number() OVER (ORDER BY d.next_attempt_at) AS rank
+        FROM webhook_deliveries AS d
+        WHERE d.webhook_id = h.webhook_id AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT GREATEST(h.room, 0)
     ) AS x
-    LEFT JOIN unnest($6::text[], $7::int[]) AS f(webhook_id, in_flight) ON f.webhook_id = x.webhook_id
-    WHERE x.rn <= $5 - COALESCE(f.in_flight, 0)
-    ORDER BY x.next_attempt_at
-    LIMIT $4
+), busy AS (
+    SELECT count(*) AS n FROM (SELECT account_id FROM candidates UNION SELECT account_id FROM inflight_accounts) AS b
+), ranked AS (
+    SELECT c.delivery_id, c.next_attempt_at,
+           row_number() OVER (PARTITION BY c.account_id ORDER BY c.rank, c.next_attempt_at) AS account_rank,
+           GREATEST(1, $9 / (busy.n + 1)) - COALESCE(a.n, 0) AS account_room
+    FROM candidates AS c CROSS JOIN busy LEFT JOIN inflight_accounts AS a ON a.account_id = c.account_id
+), fair AS (
+    SELECT delivery_id FROM ranked WHERE account_rank <= account_room
+    ORDER BY account_rank, next_attempt_at
+    LIMIT $3
 ), c AS (
     SELECT d.delivery_id FROM webhook_deliveries AS d JOIN fair ON fair.delivery_id = d.delivery_id
     WHERE d.status IN ('pending', 'retrying')
@@ -62,7 +88,8 @@ UPDATE webhook_deliveries AS d SET status = 'sending', attempts = d.attempts + 1
     lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
 FROM c, webhooks AS w
 WHERE d.delivery_id = c.delivery_id AND w.webhook_id = d.webhook_id
-RETURNING d.delivery_id, d.webhook_id, d.event_id, d.attempts, d.body, w.url, w.secret
+RETURNING d.delivery_id, d.webhook_id, d.account_id, d.event_id, d.attempts, d.body, w.url, w.secret,
+    w.stalled > 0 AS probe
 """
 _RECORD = """
 UPDATE webhook_deliveries AS d SET status = u.status, last_status_code = u.code, last_error = u.error,
@@ -73,18 +100,31 @@ FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::float8
     AS u(delivery_id, attempts, status, code, error, delay)
 WHERE d.delivery_id = u.delivery_id AND d.status = 'sending' AND d.lease_owner = $7 AND d.attempts = u.attempts
 """
-# Per endpoint in a batch: ok (any 2xx), gone (a 410). A failure starts (or continues) the endpoint's
-# failing period; past WEBHOOK_DISABLE_AFTER without a success, or on a 410, it is disabled.
+# Per endpoint in a batch: ok (any 2xx), gone (a 410), answered (any HTTP answer), stalled (an attempt
+# that got no answer: timeout or connection failure), probe (a stalled attempt that was the endpoint's
+# probe). A failure starts (or continues) the endpoint's failing period; past WEBHOOK_DISABLE_AFTER
+# without a success, or on a 410, it is disabled. Any answer ends a stall; a stall backs the endpoint off
+# for the retry schedule's entry of its count of stalls in a row ($6, at most $7 seconds): a stall of the
+# requests sent before the endpoint was known to stall counts once, each failed probe once more.
 _ENDPOINTS = """
 WITH u AS (
-    SELECT u.webhook_id, u.ok, u.gone,
-           NOT u.ok AND COALESCE(w.failing_since, now()) <= now() - make_interval(secs => $4) AS too_long
-    FROM unnest($1::text[], $2::bool[], $3::bool[]) AS u(webhook_id, ok, gone)
+    SELECT u.webhook_id, u.ok, u.gone, u.answered, u.stalled,
+           NOT u.ok AND COALESCE(w.failing_since, now()) <= now() - make_interval(secs => $4) AS too_long,
+           CASE WHEN u.answered THEN 0 WHEN u.probe THEN w.stalled + 1 WHEN u.stalled THEN GREATEST(w.stalled, 1)
+                ELSE w.stalled END AS stalls
+    FROM unnest($1::text[], $2::bool[], $3::bool[], $5::bool[], $8::bool[], $9::bool[])
+        AS u(webhook_id, ok, gone, answered, stalled, probe)
     JOIN webhooks AS w ON w.webhook_id = u.webhook_id
 )
 UPDATE webhooks AS w SET
     last_success_at = CASE WHEN u.ok THEN now() ELSE w.last_success_at END,
     failing_since = CASE WHEN u.ok THEN NULL ELSE COALESCE(w.failing_since, now()) END,
+    stalled = u.stalls,
+    backoff_until = CASE
+        WHEN u.stalls = 0 THEN NULL
+        WHEN u.stalled THEN now() + make_interval(
+            secs => LEAST($7, ($6::float8[])[LEAST(u.stalls, cardinality($6::float8[]))]))
+        ELSE w.backoff_until END,
     active = w.active AND NOT (u.gone OR u.too_long),
     disabled_at = CASE WHEN w.active AND (u.gone OR u.too_long) THEN now() ELSE w.disabled_at END,
     disabled_reason = CASE
@@ -95,8 +135,10 @@ UPDATE webhooks AS w SET
     updated_at = now()
 FROM u
 WHERE w.webhook_id = u.webhook_id
-  AND NOT (u.ok AND w.failing_since IS NULL AND w.last_success_at > now() - interval '1 second')
+  AND NOT (u.ok AND w.failing_since IS NULL AND w.stalled = 0 AND u.stalls = 0
+           AND COALESCE(w.last_success_at > now() - interval '1 second', false))
 """
+MAX_ENDPOINT_BACKOFF = 300.0  # seconds: a stalled endpoint is probed at least this often
 _EXPIRED = """
 UPDATE webhook_deliveries SET status = 'retrying', lease_owner = NULL, lease_expires_at = NULL,
     next_attempt_at = now(), last_error = 'the sending process stopped before recording the result'
@@ -108,14 +150,25 @@ WHERE status = 'sending' AND lease_expires_at < now()
 class Result:
     delivery_id: str
     webhook_id: str
+    account_id: str
     attempts: int
-    code: int | None
-    error: str | None
+    probe: bool  # sent while the endpoint was stalled: the one request it gets at a time
+    code: int | None = None
+    error: str | None = None
     retry_after: float | None = None
+    stalled: bool = False  # no HTTP answer at all: the timeout passed or the connection failed
 
     @property
     def ok(self) -> bool:
         return self.code is not None and 200 <= self.code < 300
+
+
+def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
+    """What a failed connection says, without the addresses it tried (no DNS answers in answers)."""
+    if isinstance(exc.os_error, UnsafeAddress):
+        return f"url: {exc.os_error}"
+    reason = exc.os_error.strerror or type(exc.os_error).__name__
+    return f"{type(exc).__name__}: cannot connect to {exc.host}:{exc.port} ({reason})"[:500]
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -137,7 +190,9 @@ class DeliverySender:
         self.guard = guard
         self.owner = f"{settings.server.instance_id}:webhooks"
         self.schedule = settings.webhooks.retry_schedule
-        self._inflight: Counter[str] = Counter()
+        self._inflight: Counter[str] = Counter()  # per endpoint
+        self._accounts: Counter[str] = Counter()  # per account
+        self._stalling: Counter[str] = Counter()  # endpoints: stalls not recorded yet (no claims meanwhile)
         self._total = 0
         self._wake = asyncio.Event()
         self._results: list[Result] = []
@@ -156,7 +211,10 @@ class DeliverySender:
         self._stop.clear()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.webhooks.timeout),
-            connector=aiohttp.TCPConnector(limit=self.settings.webhooks.concurrency, ttl_dns_cache=30),
+            # the guard's resolver: one lookup per connection, checked, and the connection uses it
+            connector=aiohttp.TCPConnector(
+                limit=self.settings.webhooks.concurrency, ttl_dns_cache=30, resolver=self.guard.resolver
+            ),
             headers={"User-Agent": f"ticker-service/{__version__}"},
         )
         self._loops = [
@@ -194,27 +252,30 @@ class DeliverySender:
 
     async def _claim_some(self) -> bool:
         """Claim into the free slots; True when it filled them (more may be due)."""
-        free = self.settings.webhooks.concurrency - self._total
+        concurrency = self.settings.webhooks.concurrency
+        free = concurrency - self._total
         if free <= 0:
             return False
-        per_endpoint = self.settings.webhooks.endpoint_concurrency
-        busy = [w for w, n in self._inflight.items() if n >= per_endpoint]
         want = min(free, 200)
         lease = float(2 * self.settings.webhooks.timeout + 5)  # the send is bounded by the timeout
-        # each endpoint gets at most what its share has left in this process: claims run one at a time
-        # here, so the in-flight counts are exact
+        # shares are computed from this process's in-flight counts: claims run one at a time here, so
+        # the counts are exact
         rows = await self.pool.fetch(
             _CLAIM,
             self.owner,
             lease,
-            busy,
             want,
-            per_endpoint,
+            self.settings.webhooks.endpoint_concurrency,
             list(self._inflight),
             list(self._inflight.values()),
+            list(self._accounts),
+            list(self._accounts.values()),
+            concurrency,
+            list(self._stalling),
         )
         for row in rows:
             self._inflight[row["webhook_id"]] += 1
+            self._accounts[row["account_id"]] += 1
             self._total += 1
             task = asyncio.create_task(self._send(row))
             self._sends.add(task)
@@ -236,19 +297,20 @@ class DeliverySender:
 
     async def _send(self, row: Any) -> None:
         body: bytes = row["body"].encode()
-        result = Result(row["delivery_id"], row["webhook_id"], row["attempts"], None, None)
+        result = Result(row["delivery_id"], row["webhook_id"], row["account_id"], row["attempts"], row["probe"])
         started = time.perf_counter()
         try:
             assert self._session is not None
-            await self.guard.check(row["url"])
+            target = self.guard.check_literal(row["url"])
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
-                "X-Webhook-Secret": row["secret"],
                 "webhook-id": row["event_id"],
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": signing.sign(self._key(row["secret"]), row["event_id"], timestamp, body),
             }
+            if self.guard.may_carry_secret(target):
+                headers["X-Webhook-Secret"] = row["secret"]
             async with self._session.post(row["url"], data=body, headers=headers, allow_redirects=False) as resp:
                 result.code = resp.status
                 result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -259,19 +321,27 @@ class DeliverySender:
                 )
         except UnsafeUrl as exc:
             result.error = str(exc)
+        except aiohttp.ClientConnectorError as exc:
+            result.error = _connect_error(exc)
+            result.stalled = not isinstance(exc.os_error, UnsafeAddress)
         except TimeoutError:
             result.error = f"no answer within {self.settings.webhooks.timeout:g} s"
+            result.stalled = result.code is None
         except aiohttp.ClientError as exc:
             result.error = f"{type(exc).__name__}: {exc}"[:500]
+            result.stalled = result.code is None
         except Exception as exc:  # a bug must not lose the result
             log.exception("webhook send failed unexpectedly", delivery_id=row["delivery_id"])
             result.error = f"{type(exc).__name__}: {exc}"[:500]
         finally:
             metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
-            self._inflight[row["webhook_id"]] -= 1
-            if self._inflight[row["webhook_id"]] <= 0:
-                del self._inflight[row["webhook_id"]]
+            for counts, key in ((self._inflight, row["webhook_id"]), (self._accounts, row["account_id"])):
+                counts[key] -= 1
+                if counts[key] <= 0:
+                    del counts[key]
             self._total -= 1
+            if result.stalled:
+                self._stalling[result.webhook_id] += 1
             self._results.append(result)
             self._results_ready.set()
             self._wake.set()
@@ -301,13 +371,20 @@ class DeliverySender:
                 await self._record(batch)
             except Exception:
                 log.exception("recording webhook results failed; the leases will resend them", n=len(batch))
+            finally:
+                for result in batch:
+                    if result.stalled:
+                        self._stalling[result.webhook_id] -= 1
+                        if self._stalling[result.webhook_id] <= 0:
+                            del self._stalling[result.webhook_id]
+                self._wake.set()  # claims held back for those endpoints may go on
 
     async def _record(self, batch: list[Result]) -> None:
         decided = [(r, *self._next(r)) for r in batch]
-        endpoints: dict[str, tuple[bool, bool]] = {}
+        endpoints: dict[str, _EndpointOutcome] = {}
         for r, _, _ in decided:
-            ok, gone = endpoints.get(r.webhook_id, (False, False))
-            endpoints[r.webhook_id] = (ok or r.ok, gone or r.code == 410)
+            endpoints.setdefault(r.webhook_id, _EndpointOutcome()).add(r)
+        outcomes = list(endpoints.values())
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 _RECORD,
@@ -322,9 +399,32 @@ class DeliverySender:
             await conn.execute(
                 _ENDPOINTS,
                 list(endpoints),
-                [v[0] for v in endpoints.values()],
-                [v[1] for v in endpoints.values()],
+                [o.ok for o in outcomes],
+                [o.gone for o in outcomes],
                 float(self.settings.webhooks.disable_after),
+                [o.answered for o in outcomes],
+                list(self.schedule),
+                MAX_ENDPOINT_BACKOFF,
+                [o.stalled for o in outcomes],
+                [o.probe_stalled for o in outcomes],
             )
         for _, status, _ in decided:
             metrics.WEBHOOK_DELIVERIES.labels(outcome=status).inc()
+
+
+@dataclass(slots=True)
+class _EndpointOutcome:
+    """What a batch of results says about one endpoint."""
+
+    ok: bool = False  # a 2xx
+    gone: bool = False  # a 410
+    answered: bool = False  # any HTTP answer: the endpoint is not stalled
+    stalled: bool = False  # an attempt with no answer
+    probe_stalled: bool = False  # ... that was the endpoint's probe
+
+    def add(self, result: Result) -> None:
+        self.ok = self.ok or result.ok
+        self.gone = self.gone or result.code == 410
+        self.answered = self.answered or result.code is not None
+        self.stalled = self.stalled or result.stalled
+        self.probe_stalled = self.probe_stalled or (result.stalled and result.probe)

@@ -75,9 +75,13 @@ def delivery_body(
     return _encoder.encode(body).decode()
 
 
+# One account's creations one at a time (a transaction-scoped advisory lock), so two at once cannot
+# both pass the WEBHOOK_MAX_PER_ACCOUNT check
+_LOCK_ACCOUNT_WEBHOOKS = "SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || $1, 0))"
 _CREATE = """
 INSERT INTO webhooks (webhook_id, account_id, url, events, secret, start_seq)
-VALUES ($1, $2, $3, $4, $5, COALESCE((SELECT last_seq FROM account_seq WHERE account_id = $2), 0))
+SELECT $1, $2, $3, $4, $5, COALESCE((SELECT last_seq FROM account_seq WHERE account_id = $2), 0)
+WHERE (SELECT count(*) FROM webhooks WHERE account_id = $2) < $6
 RETURNING *
 """
 _REPLAY = """
@@ -94,10 +98,11 @@ RETURNING *
 
 
 class WebhookService:
-    def __init__(self, pool: asyncpg.Pool, guard: UrlGuard, accounts: set[str]) -> None:
+    def __init__(self, pool: asyncpg.Pool, guard: UrlGuard, accounts: set[str], max_per_account: int) -> None:
         self.pool = pool
         self.guard = guard
         self.accounts = accounts
+        self.max_per_account = max_per_account
 
     async def create(self, req: CreateWebhookRequest) -> WebhookView:
         if req.account_id not in self.accounts:
@@ -115,7 +120,17 @@ class WebhookService:
         except ValueError as exc:
             raise FieldError("secret", str(exc)) from None
         events = list(dict.fromkeys(req.events))
-        row = await self.pool.fetchrow(_CREATE, f"wh_{uuid.uuid4().hex}", req.account_id, req.url, events, secret)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK_ACCOUNT_WEBHOOKS, req.account_id)
+            row = await conn.fetchrow(
+                _CREATE, f"wh_{uuid.uuid4().hex}", req.account_id, req.url, events, secret, self.max_per_account
+            )
+        if row is None:
+            raise FieldError(
+                "account_id",
+                f"the account already has {self.max_per_account} webhooks (WEBHOOK_MAX_PER_ACCOUNT); delete one first",
+                status_code=409,
+            )
         return webhook_view(row, secret=secret)
 
     async def get_row(self, webhook_id: str) -> Mapping[str, Any]:

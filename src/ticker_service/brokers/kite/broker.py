@@ -46,6 +46,8 @@ from ticker_service.timeutil import IST
 
 log = structlog.get_logger("ticker.kite")
 KITE_TIME = "%Y-%m-%d %H:%M:%S"
+# How long a quote may wait for its turn under Kite's 1-a-second quote limit (requests queue behind it)
+QUOTE_WAIT = 10.0
 T = TypeVar("T")
 
 
@@ -112,16 +114,20 @@ class KiteBroker:
         self.breaker.succeeded()
         return result
 
-    async def _read(self, call: Callable[[KiteConnect], T], *, history_wait: float | None = None) -> T:
-        """A read under the 10/s budget of Kite's other endpoints, or, with `history_wait`, under the
-        3/s historical budget (waiting that long at most for its turn)."""
+    async def _read(
+        self, call: Callable[[KiteConnect], T], *, history_wait: float | None = None, quote: bool = False
+    ) -> T:
+        """A read under the 10/s budget of Kite's other endpoints, with `quote` under the 1/s quote
+        budget, or, with `history_wait`, under the 3/s historical budget (waiting that long at most)."""
         token = await self.session.token()
         if token is None:
             raise BrokerAuthError("no Kite session for this account")
-        if history_wait is None:
-            await self.turns.read(deadline_in=self.read_timeout)
-        else:
+        if history_wait is not None:
             await self.turns.historical(deadline_in=history_wait)
+        elif quote:
+            await self.turns.quote(deadline_in=max(self.read_timeout, QUOTE_WAIT))
+        else:
+            await self.turns.read(deadline_in=self.read_timeout)
         try:
             result = await self.calls.run(token, call)
         except Exception as exc:
@@ -238,6 +244,14 @@ class KiteBroker:
         return margins
 
     # ---- market data ---------------------------------------------------------------------------
+
+    async def quotes(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        quotes: dict[str, dict[str, Any]] = jsonable(await self._read(lambda kite: kite.quote(keys), quote=True))
+        return quotes
+
+    async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        prices: dict[str, dict[str, Any]] = jsonable(await self._read(lambda kite: kite.ltp(keys), quote=True))
+        return prices
 
     async def instrument_dump(self) -> list[dict[str, Any]]:
         """Kite's instrument list (every exchange), as kiteconnect parses it; one read turn."""

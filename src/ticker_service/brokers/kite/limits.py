@@ -23,6 +23,7 @@ from ticker_service.brokers.limits import (
     KITE_HISTORICAL_LIMITS,
     KITE_ORDER_LIMITS,
     KITE_OTHER_LIMITS,
+    KITE_QUOTE_LIMITS,
     CalendarDay,
     Limit,
     RateLimiter,
@@ -66,6 +67,7 @@ class KiteTurns:
         self.orders = with_margin(KITE_ORDER_LIMITS, margin)
         self.other = with_margin(KITE_OTHER_LIMITS, margin)
         self.history = with_margin(KITE_HISTORICAL_LIMITS, margin)
+        self.quotes = with_margin(KITE_QUOTE_LIMITS, margin)
 
     async def change(self, operation: str, deadline_at: datetime) -> None:
         granted = await self.limiter.acquire(self.key, self.orders, deadline=deadline_at)
@@ -77,6 +79,12 @@ class KiteTurns:
         granted = await self.limiter.acquire(self.key, self.other, deadline=deadline_in)
         if isinstance(granted, Refused):
             raise BrokerUnavailable(f"no turn for a read under Kite's limits: {granted.message}")
+
+    async def quote(self, *, deadline_in: float) -> None:
+        """Kite's quote endpoints (quote, ohlc, ltp): one request a second per key, every instance together."""
+        granted = await self.limiter.acquire(self.key, self.quotes, deadline=deadline_in)
+        if isinstance(granted, Refused):
+            raise BrokerUnavailable(f"no turn for a quote under Kite's limits: {granted.message}")
 
     async def historical(self, *, deadline_in: float) -> None:
         granted = await self.limiter.acquire(self.key, self.history, deadline=deadline_in)

@@ -14,7 +14,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
@@ -31,14 +31,33 @@ from ticker_service.brokers.base import (
     PlaceOrderParams,
     PlaceResult,
 )
+from ticker_service.brokers.paper import charges, views
 from ticker_service.brokers.paper.config import PaperAccount
+from ticker_service.brokers.paper.depth import Level, book_bucket, walk
+from ticker_service.brokers.paper.depth import book as depth_book
 from ticker_service.brokers.paper.prices import price_at
 from ticker_service.brokers.registry import BrokerContext
 from ticker_service.failpoints import failpoint
 from ticker_service.instruments import Instrument, InstrumentBook, check_order
+from ticker_service.market_rules import (
+    AMO_IN_SESSION,
+    MARKET_CLOSED,
+    check_freeze,
+    check_price_band,
+    check_product,
+    check_stop_loss,
+    circuit_limits,
+    holdings_message,
+)
+from ticker_service.marketdata.instruments.expiry import Holidays
+from ticker_service.marketdata.packets import Depth, DepthEntry, Tick
+from ticker_service.marketdata.quotes import ltp_from_tick, quote_from_tick
+from ticker_service.marketdata.ticks.feeds.paper import PaperTickFeed
 from ticker_service.timeutil import IST, utcnow
 
-OPEN_STATUSES = ("OPEN", "TRIGGER PENDING")
+AMO_QUEUED = "AMO REQ RECEIVED"  # an after-market order waiting for the next session
+
+OPEN_STATUSES = ("OPEN", "TRIGGER PENDING", AMO_QUEUED)
 # An IOC order that cannot fill when it reaches the market (at placement, at a modification, or when
 # its stop triggers) is cancelled by the exchange rather than left resting
 IOC_CANCELLED = "Cancelled by the exchange: IOC order could not be executed immediately."
@@ -92,9 +111,9 @@ WITH o AS (
     INSERT INTO paper_orders (order_id, account_id, tag, exchange, tradingsymbol, instrument_token, transaction_type,
         product, order_type, variety, validity, quantity, disclosed_quantity, price, trigger_price, status,
         status_message, filled_quantity, average_price, order_timestamp, exchange_timestamp, updated_at,
-        cancelled_quantity)
+        cancelled_quantity, book_bucket)
     VALUES (to_char(now() AT TIME ZONE 'Asia/Kolkata', 'YYMMDD') || lpad(nextval('paper_order_seq')::text, 9, '0'),
-        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19, $25)
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $19, $25, $26)
     RETURNING *
 ), t AS (
     INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product,
@@ -112,6 +131,35 @@ WITH o AS (
 SELECT * FROM o
 """
 )
+
+# After-market orders whose session has come (the matcher releases them to the book)
+_AMO_DUE = f"""
+SELECT * FROM paper_orders WHERE account_id = $1 AND status = '{AMO_QUEUED}'
+ORDER BY order_id
+FOR UPDATE SKIP LOCKED
+"""
+_MODIFY_QUEUED = """
+UPDATE paper_orders SET order_type = $2, quantity = $3, price = $4, trigger_price = $5, validity = $6, modified = true,
+    updated_at = $7
+WHERE order_id = $1
+RETURNING *
+"""
+
+# A reset, in this order (trades name their orders)
+_RESET = {
+    "trades": "DELETE FROM paper_trades WHERE account_id = $1",
+    "orders": "DELETE FROM paper_orders WHERE account_id = $1",
+    "exposure": "DELETE FROM paper_exposure WHERE account_id = $1",
+}
+
+# A MARKET order's fill against one second of the visible book (it may stay OPEN for the next)
+_BOOK_FILL = """
+UPDATE paper_orders SET status = $3, updated_at = $4, exchange_timestamp = $4, filled_quantity = $5,
+    average_price = $6, book_bucket = $7, cancelled_quantity = COALESCE($8, cancelled_quantity),
+    status_message = COALESCE($9, status_message)
+WHERE order_id = $1 AND status = $2
+RETURNING *
+"""
 
 _TRADE = """
 INSERT INTO paper_trades (order_id, account_id, exchange, tradingsymbol, instrument_token, product, transaction_type,
@@ -187,6 +235,11 @@ def row_to_order(row: Mapping[Any, Any]) -> BrokerOrder:
     )
 
 
+def _vwap(fills: list[tuple[Decimal, int]]) -> Decimal:
+    quantity = sum(q for _, q in fills)
+    return sum((p * q for p, q in fills), Decimal(0)) / quantity if quantity else Decimal(0)
+
+
 def fill_decision(
     *,
     transaction_type: str,
@@ -234,7 +287,9 @@ class PaperBroker:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         matcher_interval: float = 0.25,
+        holidays: Holidays | None = None,
     ) -> None:
+        self.holidays = holidays or Holidays()
         self.account_id = account_id
         self.settings = settings
         self.pool = pool
@@ -268,12 +323,51 @@ class PaperBroker:
             raise BrokerRejected(f"Invalid instrument: {exchange}:{tradingsymbol}")
         return instrument
 
-    def _check_session(self, instrument: Instrument) -> None:
-        now = datetime.fromtimestamp(self.clock(), IST)
+    def now_ist(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), IST)
+
+    def in_session(self, now: datetime | None = None) -> bool:
+        """Whether NSE's normal session is on (a trading day, 09:15 to 15:30 IST)."""
+        now = now or self.now_ist()
+        return self.holidays.is_trading_day(now.date()) and MARKET_OPEN <= now.time() <= MARKET_CLOSE
+
+    def _check_session(self, instrument: Instrument, variety: str = "regular") -> bool:
+        """Refuse what the session does not allow; True when the order is an AMO to queue for the next
+        session (only with `enforce_market_hours`: without it every order trades at once)."""
+        now = self.now_ist()
         if self.settings.enforce_expiry and instrument.expiry and instrument.expiry < now.date():
             raise BrokerRejected(f"{instrument.tradingsymbol} has expired on {instrument.expiry.isoformat()}")
-        if self.settings.enforce_market_hours and (now.weekday() >= 5 or not MARKET_OPEN <= now.time() <= MARKET_CLOSE):
-            raise BrokerRejected("Markets are closed right now. Place an AMO order or try during market hours.")
+        if not self.settings.enforce_market_hours:
+            return False
+        if variety == "amo":
+            if self.in_session(now):
+                raise BrokerRejected(AMO_IN_SESSION)
+            return True
+        if not self.in_session(now):
+            raise BrokerRejected(MARKET_CLOSED)
+        return False
+
+    def _check_rules(
+        self,
+        instrument: Instrument,
+        *,
+        product: str,
+        transaction_type: str,
+        order_type: str,
+        quantity: int,
+        price: Decimal | None,
+        trigger: Decimal | None,
+        ltp: Decimal,
+    ) -> None:
+        """Kite's RMS and the exchange's rules that refuse an order before it reaches the book."""
+        for problem in (
+            check_product(instrument, product),
+            check_freeze(instrument, quantity),
+            check_price_band(instrument, order_type, price, ltp),
+            check_stop_loss(transaction_type, order_type, price, trigger, ltp),
+        ):
+            if problem is not None:
+                raise BrokerRejected(problem)
 
     async def _lock_and_read_exposure(self, conn: asyncpg.Connection) -> dict[tuple[str, str, str], list[int]]:
         """Lock the account row (placements of one account are serialized, so the funds check sees every
@@ -336,6 +430,34 @@ class PaperBroker:
             0 if buy else open_delta,
         )
 
+    def _walk(self, instrument: Instrument, side: str, quantity: int) -> list[tuple[Decimal, int]]:
+        """The fills of `quantity` against the visible book now: a buy takes the offers, a sell the bids."""
+        bids, offers = depth_book(instrument, self.settings.seed, self.clock())
+        return walk(offers if side == "BUY" else bids, quantity, instrument.lot_size)
+
+    def model_depth(self, instrument: Instrument, t: float) -> Depth:
+        """The visible book at `t` as a tick's depth (the paper tick feed and quotes show it)."""
+        bids, offers = depth_book(instrument, self.settings.seed, t)
+
+        def entries(levels: list[Level]) -> tuple[DepthEntry, ...]:
+            return tuple(DepthEntry(price=float(v.price), quantity=v.quantity, orders=v.orders) for v in levels)
+
+        return Depth(buy=entries(bids), sell=entries(offers))
+
+    async def _trade(self, conn: asyncpg.Connection, row: Mapping[Any, Any], price: Decimal, quantity: int) -> None:
+        await conn.execute(
+            _TRADE,
+            row["order_id"],
+            row["account_id"],
+            row["exchange"],
+            row["tradingsymbol"],
+            row["instrument_token"],
+            row["product"],
+            row["transaction_type"],
+            quantity,
+            price,
+        )
+
     async def _fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
         await conn.execute(
@@ -375,8 +497,18 @@ class PaperBroker:
         )
         if problems:
             raise BrokerRejected(problems[0][1])
-        self._check_session(instrument)
         ltp = self.ltp(instrument)
+        self._check_rules(
+            instrument,
+            product=params.product,
+            transaction_type=params.transaction_type,
+            order_type=params.order_type,
+            quantity=params.quantity,
+            price=params.price,
+            trigger=params.trigger_price,
+            ltp=ltp,
+        )
+        queued = self._check_session(instrument, params.variety)
         now = utcnow()
         async with self.pool.acquire() as conn, conn.transaction():
             exposure = await self._lock_and_read_exposure(conn)
@@ -388,13 +520,20 @@ class PaperBroker:
             trigger = params.trigger_price or Decimal(0)
             status_message = None
             fill_price: Decimal | None = None
-            if blocked > funds:
+            holding = exposure.get((params.exchange, params.tradingsymbol, "CNC"), [0, 0, 0])
+            sellable = holding[0] - holding[2]  # holdings (T1 included) less what open sells already take
+            if params.product == "CNC" and params.transaction_type == "SELL" and params.quantity > sellable:
+                status = "REJECTED"
+                status_message = holdings_message(params.exchange, params.tradingsymbol, sellable, params.quantity)
+            elif blocked > funds:
                 already = self._blocked_margin(exposure)
                 status = "REJECTED"
                 status_message = (
                     f"Insufficient funds. Required margin is {blocked - already:.2f} "
                     f"but available margin is {max(funds - already, Decimal(0)):.2f}."
                 )
+            elif queued:
+                status = AMO_QUEUED
             else:
                 initial = "TRIGGER PENDING" if params.order_type in ("SL", "SL-M") else "OPEN"
                 status, fill_price = fill_decision(
@@ -410,8 +549,19 @@ class PaperBroker:
                     status_message = IOC_CANCELLED
             buy = params.transaction_type == "BUY"
             filled = params.quantity if fill_price is not None else 0
-            resting = params.quantity if status in OPEN_STATUSES else 0
-            cancelled = params.quantity if status == "CANCELLED" else 0
+            average = fill_price or Decimal(0)
+            walked: list[tuple[Decimal, int]] = []
+            bucket: int | None = None
+            if fill_price is not None and params.order_type == "MARKET":
+                # a MARKET order takes the visible book; what it cannot fill waits for the next tick's
+                bucket = book_bucket(self.clock())
+                walked = self._walk(instrument, params.transaction_type, params.quantity)
+                filled, average, fill_price = sum(q for _, q in walked), _vwap(walked), None
+                if filled < params.quantity:
+                    status = "CANCELLED" if params.validity == "IOC" else "OPEN"
+                    status_message = IOC_CANCELLED if status == "CANCELLED" else None
+            resting = params.quantity - filled if status in OPEN_STATUSES else 0
+            cancelled = params.quantity - filled if status == "CANCELLED" else 0
             row = await conn.fetchrow(
                 _PLACE,
                 self.account_id,
@@ -431,7 +581,7 @@ class PaperBroker:
                 status,
                 status_message,
                 filled,
-                fill_price or Decimal(0),
+                average,
                 now,
                 now if status != "REJECTED" else None,
                 # the fill and the running totals, in the same statement
@@ -440,8 +590,11 @@ class PaperBroker:
                 resting if buy else 0,
                 0 if buy else resting,
                 cancelled,
+                bucket,
             )
             order_id = row["order_id"]
+            for level_price, quantity in walked:
+                await self._trade(conn, row, level_price, quantity)
         failpoint("paper.after_place_commit")
         self._maybe_lose_answer()
         return PlaceResult(order_id=order_id, order=row_to_order(row))
@@ -472,7 +625,19 @@ class PaperBroker:
                 raise BrokerRejected(problems[0][1])
             if quantity < int(row["filled_quantity"]):
                 raise BrokerRejected("Quantity cannot be less than the filled quantity.")
+            self._check_rules(
+                instrument,
+                product=row["product"],
+                transaction_type=row["transaction_type"],
+                order_type=order_type,
+                quantity=quantity,
+                price=price or None,
+                trigger=trigger or None,
+                ltp=self.ltp(instrument),
+            )
             status = row["status"]
+            if status == AMO_QUEUED:  # still waiting for its session: only its terms change
+                return await self._modify_queued(conn, row, order_type, quantity, price, trigger, params.validity)
             if order_type not in ("SL", "SL-M") and status == "TRIGGER PENDING":
                 status = "OPEN"
             validity = params.validity or row["validity"]
@@ -525,6 +690,30 @@ class PaperBroker:
                 values.get("status_message"),
             )
         self._maybe_lose_answer()
+        return row_to_order(new)
+
+    async def _modify_queued(
+        self,
+        conn: asyncpg.Connection,
+        row: Mapping[str, Any],
+        order_type: str,
+        quantity: int,
+        price: Decimal,
+        trigger: Decimal,
+        validity: str | None,
+    ) -> BrokerOrder:
+        """A queued after-market order takes its new terms and keeps waiting for its session."""
+        await self._adjust_exposure(conn, row, open_delta=quantity - int(row["quantity"]))
+        new = await conn.fetchrow(
+            _MODIFY_QUEUED,
+            row["order_id"],
+            order_type,
+            quantity,
+            price,
+            trigger,
+            validity or row["validity"],
+            utcnow(),
+        )
         return row_to_order(new)
 
     async def cancel_order(self, order_id: str, variety: str = "regular") -> BrokerOrder:
@@ -606,6 +795,7 @@ class PaperBroker:
         sell_price = sell_value / sell_qty if sell_qty else Decimal(0)
         average_price = buy_price if quantity > 0 else sell_price if quantity < 0 else Decimal(0)
         pnl = (sell_value - buy_value) + quantity * last_price
+        costs = charges.total(trades, instrument)
         closed = min(buy_qty, sell_qty)
         realised = (sell_price - buy_price) * closed if closed else Decimal(0)
         return {
@@ -638,12 +828,110 @@ class PaperBroker:
             "day_sell_quantity": day_sell_qty,
             "day_sell_price": round(float(day_sell_value / day_sell_qty), 4) if day_sell_qty else 0.0,
             "day_sell_value": float(day_sell_value),
+            # beyond Kite's fields: what the position's fills cost, and its P&L after them
+            "charges": float(costs),
+            "pnl_net": round(float(pnl - costs), 2),
         }
+
+    # ---- account views (Kite's shapes) -----------------------------------------------------------
+
+    def today(self) -> date:
+        return self.now_ist().date()
+
+    async def holdings(self) -> list[dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        rows = await self.pool.fetch(views.CNC_TRADES, self.account_id)
+        return views.holdings(rows, self.today(), self.holidays, self.instruments.get, self.ltp)
+
+    async def margins(self) -> dict[str, Any]:
+        await self._simulate_network(mutating=False)
+        rows = await self.pool.fetch(views.EXPOSURE, self.account_id)
+        exposure = {
+            (r["exchange"], r["tradingsymbol"], r["product"]): [r["net_quantity"], r["open_buy"], r["open_sell"]]
+            for r in rows
+        }
+        funds = Decimal(repr(self.settings.funds))
+        return {
+            "equity": views.segment_margin(funds, self._blocked_margin(exposure)),
+            "commodity": views.segment_margin(Decimal(0), Decimal(0), enabled=False),
+        }
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        async with self.pool.acquire() as conn:
+            await self._get_row(conn, order_id)  # OrderNotFound for another account's or an unknown id
+            rows = await conn.fetch(views.ORDER_TRADES, order_id, self.account_id)
+        costs = (
+            charges.trade_charges(rows, self.instruments.get(rows[0]["exchange"], rows[0]["tradingsymbol"]))
+            if rows
+            else []
+        )
+        return views.order_trades(rows, [charges.as_json(c) for c in costs])
+
+    # ---- quotes: the price model, as the paper tick feed samples it -------------------------------
+
+    def _sampled(self, keys: list[str]) -> list[tuple[str, Instrument, Tick]]:
+        feed = PaperTickFeed(self.instruments, model=self, interval=1.0, clock=self.clock)
+        out = []
+        for key in keys:
+            exchange, _, symbol = key.partition(":")
+            instrument = self.instruments.get(exchange, symbol)
+            if instrument is not None:
+                out.append((key, instrument, feed.tick(instrument.instrument_token, "full")))
+        return out
+
+    async def quotes(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Kite's `GET /quote` for `EXCHANGE:SYMBOL` keys (unknown ones are left out, as Kite does)."""
+        await self._simulate_network(mutating=False)
+        out = {}
+        for key, instrument, tick in self._sampled(keys):
+            out[key] = quote_from_tick(tick, circuit_limits(instrument, Decimal(repr(tick.last_price))))
+        return out
+
+    async def last_prices(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        await self._simulate_network(mutating=False)
+        return {key: ltp_from_tick(tick) for key, _, tick in self._sampled(keys)}
+
+    async def reset(self) -> None:
+        """Back to the starting funds: no orders, trades, positions or holdings (order ids never repeat)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._lock_and_read_exposure(conn)  # placements of the account wait for the reset
+            for statement in _RESET.values():
+                await conn.execute(statement, self.account_id)
 
     async def close(self) -> None:
         return None
 
     # ---- the matcher: the paper exchange's own order changes ------------------------------------
+
+    async def _book_fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], now: datetime) -> BrokerOrder | None:
+        """A MARKET order (or a triggered SL-M) takes what this second's visible book offers; None when
+        it already took this second's book (it waits for the next tick) or nothing could fill."""
+        bucket = book_bucket(self.clock())
+        if row["book_bucket"] is not None and bucket <= int(row["book_bucket"]):
+            return None
+        instrument = self.instruments.get(row["exchange"], row["tradingsymbol"])
+        if instrument is None:
+            return None
+        quantity, before = int(row["quantity"]), int(row["filled_quantity"])
+        walked = self._walk(instrument, row["transaction_type"], quantity - before)
+        got = sum(q for _, q in walked)
+        if not got:
+            return None
+        for level_price, level_quantity in walked:
+            await self._trade(conn, row, level_price, level_quantity)
+        filled = before + got
+        average = (Decimal(row["average_price"]) * before + _vwap(walked) * got) / filled
+        status, cancelled, message = "COMPLETE", None, None
+        if filled < quantity:
+            ioc = row["validity"] == "IOC"
+            status = "CANCELLED" if ioc else "OPEN"
+            cancelled, message = (quantity - filled, IOC_CANCELLED) if ioc else (None, None)
+        await self._adjust_exposure(conn, row, open_delta=-(got + (cancelled or 0)), filled=got)
+        new = await conn.fetchrow(
+            _BOOK_FILL, row["order_id"], row["status"], status, now, filled, average, bucket, cancelled, message
+        )
+        return row_to_order(new) if new is not None else None
 
     async def order_updates(self) -> AsyncIterator[list[BrokerOrder]]:
         """Fill resting orders as the price crosses them, one pass every `matcher_interval` seconds."""
@@ -664,7 +952,10 @@ class PaperBroker:
         prices = {i.key: self.ltp(i) for i in self.instruments}
         keys = list(prices)
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
+            rows = []
+            if not self.settings.enforce_market_hours or self.in_session():
+                rows += await conn.fetch(_AMO_DUE, self.account_id)  # after-market orders reach their session
+            rows += await conn.fetch(
                 _CROSSING, self.account_id, [k[0] for k in keys], [k[1] for k in keys], [prices[k] for k in keys]
             )
             now = utcnow()
@@ -672,15 +963,23 @@ class PaperBroker:
                 ltp = prices.get((row["exchange"], row["tradingsymbol"]))
                 if ltp is None:
                     continue
+                current = row["status"]
+                if current == AMO_QUEUED:
+                    current = "TRIGGER PENDING" if row["order_type"] in ("SL", "SL-M") else "OPEN"
                 status, fill_price = fill_decision(
                     transaction_type=row["transaction_type"],
                     order_type=row["order_type"],
-                    status=row["status"],
+                    status=current,
                     price=Decimal(row["price"]),
                     trigger=Decimal(row["trigger_price"]),
                     ltp=ltp,
                     validity=row["validity"],
                 )
+                if fill_price is not None and row["order_type"] in ("MARKET", "SL-M"):
+                    walked = await self._book_fill(conn, row, now)
+                    if walked is not None:
+                        changed.append(walked)
+                    continue
                 if status == row["status"]:
                     continue
                 values: dict[str, Any] = {"status": status, "updated_at": now}
@@ -718,4 +1017,5 @@ def paper_broker(account_id: str, config: PaperAccount, context: BrokerContext) 
         context.pool,
         context.instruments,
         matcher_interval=context.settings.execution.matcher_interval,
+        holidays=Holidays(context.settings.market.holidays),
     )

@@ -11,6 +11,7 @@ class MarginRates(msgspec.Struct, forbid_unknown_fields=True):
     CNC: float = 1.0
     MIS: float = 0.2
     NRML: float = 0.15
+    MTF: float = 0.25  # margin trading in equity: the client's share of the value
 
 
 class PaperAccount(msgspec.Struct, tag="paper", tag_field="broker", forbid_unknown_fields=True):

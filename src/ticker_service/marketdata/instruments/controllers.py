@@ -47,7 +47,7 @@ class InstrumentsController(Controller):
         account_id: Annotated[str, QueryParameter(min_length=1, max_length=64)] = "primary",
         exchange: Text = None,
         tradingsymbol: Text = None,
-        instrument_token: Annotated[int | None, QueryParameter(ge=0, required=False)] = None,
+        instrument_token: Annotated[int | None, QueryParameter(ge=0, le=2**32, required=False)] = None,
         segment: Text = None,
         instrument_type: Text = None,
         expiry: Annotated[str | None, QueryParameter(max_length=40, required=False)] = None,

@@ -4,8 +4,9 @@ The last price is the paper broker's `model_price` (`PriceModel`), the price it 
 instant, so a strategy sees the prices it trades at. The rest of a tick is made up but consistent:
 close is the instrument's reference price (the model moves around it), open is the model's price at
 the start of the day in Asia/Kolkata, high and low follow what this feed has sent, volume grows with
-time, and the depth sits a tick apart on either side. An index carries Kite's index packet (no
-quantities, no depth). Newly wanted instruments get a tick at once (the subscriber's snapshot).
+time, and the depth is the broker's visible book when it has one (`DepthModel`: the book the paper
+exchange's MARKET orders fill against), else levels a tick apart on either side. An index carries
+Kite's index packet (no quantities, no depth). Newly wanted instruments get a tick at once (the subscriber's snapshot).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
 
-from ticker_service.brokers.base import PriceModel
+from ticker_service.brokers.base import DepthModel, PriceModel
 from ticker_service.instruments import Instrument, InstrumentBook
 from ticker_service.marketdata.packets import INDICES, Depth, DepthEntry, Mode, Ohlc, Tick
 from ticker_service.marketdata.ticks.wire import pack_tick
@@ -132,7 +133,9 @@ class PaperTickFeed:
             oi_day_high=0,
             oi_day_low=0,
             exchange_timestamp=stamp,
-            depth=_depth(instrument, Decimal(repr(price)), size),
+            depth=self.model.model_depth(instrument, t)
+            if isinstance(self.model, DepthModel)
+            else _depth(instrument, Decimal(repr(price)), size),
             **quote,  # type: ignore[arg-type]
         )
 
