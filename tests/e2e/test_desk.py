@@ -82,7 +82,7 @@ async def stack(desk_database: str, tmp_path_factory: pytest.TempPathFactory) ->
     fake = await FakeKiteThread(redirect_url=f"{a.url}/accounts/{KITE}/callback").start()
     token = await fake.do(fake.fake.issue_access_token)
     env = {
-        "TICKER_ACCOUNTS": json.dumps({"primary": {"funds": 5_000_000}, KITE: kite_account(fake, access_token=token)}),
+        "TICKER_ACCOUNTS": json.dumps({"primary": {"funds": 2_000_000}, KITE: kite_account(fake, access_token=token)}),
         "TICKER_API_KEYS": json.dumps({KEY: ["*"]}),
         "TICKER_PAPER_TICK_INTERVAL": "0.25",
         "WEBHOOK_ALLOW_PRIVATE": "true",
@@ -191,10 +191,32 @@ async def test_an_order_from_the_ticket_appears_and_fills_in_the_blotter_without
     events = dialog.locator("table.events tbody")
     for event in ("order_placed", "task_status (modify_order)", "order_completed"):
         await expect(events).to_contain_text(event)
-    await expect(dialog).to_contain_text("Trades")
+    trades = dialog.locator("table", has=page.locator("th", has_text="Charges")).locator("tbody tr")
+    await expect(trades.first).to_be_visible()  # the fill, with what it was charged
     await desk.shot("order-detail")
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
+    # and cancel from the blotter: a resting order placed elsewhere appears, and goes
+    resting = await stack.api(
+        "POST",
+        "/orders/place",
+        json={
+            **NIFTY,
+            "transaction_type": "BUY",
+            "quantity": 50,
+            "order_type": "LIMIT",
+            "price": 18000,
+            "tag": "desk-cancel",
+        },
+    )
+    assert resting.status_code == 201, resting.text
+    other = row_of(page, resting.json()["order_id"])
+    await expect(other).to_have_attribute("data-status", "OPEN")
+    cancel = other.get_by_role("button", name="Cancel order")
+    await cancel.click()
+    await expect(cancel).to_have_text("Confirm cancel")
+    await cancel.click()
+    await expect(other).to_have_attribute("data-status", "CANCELLED")
     await desk.shot("blotter")
     assert await page.evaluate("window.deskMarker") == "same page"  # never reloaded
     assert [o["status"] for o in await stack.orders() if o["order_id"] == order_id] == ["COMPLETE"]
@@ -239,8 +261,8 @@ async def test_a_batch_with_a_failing_leg_shows_the_rollback(stack: Stack, desk:
     await page.check('input[name="ticket-mode"][value="batch"]')
     await fill_leg(desk, 0, **NIFTY, quantity=50, order_type="LIMIT", price=18000, tag="desk-batch")
     await page.click("#add-leg")
-    # far more than the account's funds: the exchange rejects leg 1, so leg 0 is rolled back
-    await fill_leg(desk, 1, **NIFTY, quantity=50_000, order_type="MARKET", tag="desk-batch")
+    # 36 lots, more than the account's funds: the exchange rejects leg 1, so leg 0 is rolled back
+    await fill_leg(desk, 1, **NIFTY, quantity=1800, order_type="MARKET", tag="desk-batch")
     await expect(page.locator('#batch-options [name="rollback_on_failure"]')).to_be_checked()
     await page.click("#submit-ticket")
     result = page.locator("#ticket-result .batch-result")
@@ -289,8 +311,8 @@ async def test_ticks_move_the_market_watch_and_the_positions(stack: Stack, desk:
     first = await nifty.locator("td.ltp").text_content()
     await expect(nifty.locator("td.ltp")).not_to_have_text(first or "")  # live, from the tick socket
     await expect(nifty.locator("td.pnl")).to_have_text(re.compile(r"^[+-]?[\d,]+\.\d\d$"))
-    net = await nifty.locator("td.pnl-net").text_content()  # "not available" until the service reports charges
-    assert net == "not available" or re.fullmatch(r"[+-]?[\d,]+\.\d\d", net or ""), net
+    await expect(nifty.locator("td.pnl-net")).to_have_text(re.compile(r"^[+-]?[\d,]+\.\d\d$"))  # after charges
+    await expect(page.locator('#margins .margin[data-segment="equity"]')).to_contain_text("Available")
     await expect(page.locator("#holdings")).not_to_be_empty()
     await desk.shot("positions")
 

@@ -166,7 +166,7 @@ function showScreen(name) {
   if (!ctx.account && screen !== 'health') return;
   const load = {
     blotter: () => ctx.blotter.render(),
-    ticket: () => {},
+    ticket: () => ctx.ticket.loadBatches(),
     positions: () => ctx.positions.load(),
     watch: () => ctx.watch.load(),
     webhooks: () => ctx.webhooks.load(),

@@ -52,7 +52,12 @@ export class Blotter {
     if (!lines.length) lines.push(h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'No orders.')));
     place(this.table, lines);
     fill(this.count, rows.length > SHOWN ? `newest ${SHOWN} of ${rows.length} orders` : `${rows.length} order${rows.length === 1 ? '' : 's'}`);
-    if (this.open && this.dialog.open && this.openVersion !== this.open.v) this.renderDetail(this.open);
+    const open = this.open;
+    if (open && this.dialog.open && this.openVersion !== open.v) {
+      // a new fill: its trade is new too
+      if (open.order_id && open.filled_quantity !== this.tradesAt) this.loadTrades(open);
+      this.renderDetail(open);
+    }
   }
 
   /** Forget what was drawn (another account). */
@@ -108,6 +113,7 @@ export class Blotter {
   }
 
   async loadTrades(row) {
+    this.tradesAt = row.filled_quantity;
     try {
       const trades = await optional(`/orders/${encodeURIComponent(row.order_id)}/trades`, { account_id: this.ctx.account });
       this.trades = trades;
@@ -151,10 +157,12 @@ export class Blotter {
     const trades = Array.isArray(this.trades) ? this.trades : this.trades?.data || [];
     if (!trades.length) return h('p', { class: 'muted' }, 'No trades.');
     return h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
-      h('thead', {}, h('tr', {}, ['Trade', 'Time', 'Qty', 'Price'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, ['Trade', 'Time', 'Qty', 'Price', 'Charges'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, trades.map((t) => h('tr', {},
-        h('td', {}, t.trade_id || ''), h('td', {}, clock(t.fill_timestamp || t.exchange_timestamp || t.order_timestamp)),
-        h('td', { class: 'num' }, t.quantity ?? ''), h('td', { class: 'num' }, num(t.average_price ?? t.price)))))));
+        h('td', {}, t.trade_id || ''), h('td', {}, t.fill_timestamp || t.exchange_timestamp || ''),
+        h('td', { class: 'num' }, t.quantity ?? ''), h('td', { class: 'num' }, num(t.average_price ?? t.price)),
+        h('td', { class: 'num', title: t.charges ? Object.entries(t.charges).map(([k, v]) => `${k} ${v}`).join(', ') : null },
+          t.charges ? num(t.charges.total) : '—'))))));
   }
 
   modifyForm(row) {

@@ -1,6 +1,6 @@
 // Positions and holdings, valued at live prices from the tick socket. Gross P&L is Kite's formula,
 // (sell value - buy value) + quantity x last price x multiplier; net P&L is gross less the charges
-// the service reports (pnl - pnl_net of the position), or "not available" where it reports none.
+// the service reports (the position's `charges`, or pnl - pnl_net), or "not available" where it reports none.
 
 import { NOT_AVAILABLE, describe, optional } from './api.js';
 import { $, fill, framed, h, num, signed } from './dom.js';
@@ -50,7 +50,7 @@ export class Positions {
     const rows = this.positions.map((p) => {
       const ltp = this.ltp(p);
       const g = gross(p, ltp);
-      const charges = p.pnl_net !== undefined && p.pnl_net !== null ? p.pnl - p.pnl_net : null;
+      const charges = typeof p.charges === 'number' ? p.charges : typeof p.pnl_net === 'number' ? p.pnl - p.pnl_net : null;
       const net = charges === null ? null : g - charges;
       totalGross += g || 0;
       if (net === null) netKnown = false;
@@ -62,7 +62,7 @@ export class Positions {
         h('td', { class: 'num wide-only' }, num(p.average_price)),
         h('td', { class: 'num ltp' }, num(ltp)),
         h('td', { class: 'num pnl' }, signed(g)),
-        h('td', { class: 'num pnl-net' }, net === null ? h('span', { class: 'muted', title: 'charges not reported by this service' }, 'not available') : signed(net)));
+        h('td', { class: 'num pnl-net', title: charges === null ? null : `charges ${num(charges)}` }, net === null ? h('span', { class: 'muted', title: 'charges not reported by this service' }, 'not available') : signed(net)));
     });
     fill(this.table, rows.length ? rows : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, this.error ? `Positions: ${this.error}` : 'No positions.')));
     fill(this.foot, rows.length ? h('tr', {}, h('th', { scope: 'row', colspan: 3 }, 'Total'), h('td', { class: 'wide-only', colspan: 2 }),
@@ -98,10 +98,10 @@ export class Positions {
       fill(this.margins, h('p', { class: 'muted not-available' }, 'Margins: not available on this service.'));
       return;
     }
-    const segments = m.equity || m.commodity ? Object.entries(m).filter(([, v]) => v && typeof v === 'object') : [['funds', m]];
-    fill(this.margins, segments.map(([name, s]) => h('div', { class: 'card' },
-      h('h3', {}, name),
-      h('p', {}, 'Available ', h('strong', {}, num(s.net ?? s.available?.live_balance ?? s.available?.cash))),
-      s.utilised ? h('p', { class: 'muted' }, `Used ${num(s.utilised.debits ?? 0)}`) : null)));
+    const segments = Object.entries(m).filter(([, s]) => s && typeof s === 'object' && s.enabled !== false);
+    fill(this.margins, segments.map(([name, s]) => h('div', { class: 'card margin', dataset: { segment: name } },
+      h('h3', {}, `Funds · ${name}`),
+      h('p', {}, 'Available ', h('strong', {}, num(s.net))),
+      h('p', { class: 'muted' }, `Cash ${num(s.available?.cash)} · used ${num(s.utilised?.debits)}`))));
   }
 }

@@ -2,7 +2,7 @@
 // its messages go next to the field they name. Each submit carries an Idempotency-Key that stays the
 // same until the ticket changes, so a double click (or a retry after a lost answer) places once.
 
-import { ApiError, Unreachable, describe, get, newIdempotencyKey, request } from './api.js';
+import { ApiError, NOT_AVAILABLE, Unreachable, describe, get, newIdempotencyKey, optional, request } from './api.js';
 import { $, $$, clock, fill, h, num } from './dom.js';
 import { clearErrors, formError, numberOf, showErrors, textOf } from './forms.js';
 
@@ -137,9 +137,21 @@ export class Ticket {
       found = this.ctx.instruments.find(text, pickExchange ? undefined : exchange.value);
     }
     if (found && pickExchange) exchange.value = found.exchange;
-    fill(leg.querySelector('.hint'), found
-      ? `${found.name || found.tradingsymbol} · lot ${found.lot_size} · tick ${found.tick_size}${found.last_price ? ' · last ' + num(found.last_price) : ''}`
-      : '');
+    const hint = leg.querySelector('.hint');
+    if (!found) {
+      fill(hint, '');
+      return;
+    }
+    const about = `${found.name || found.tradingsymbol} · lot ${found.lot_size} · tick ${found.tick_size}`;
+    fill(hint, about);
+    const name = `${found.exchange}:${found.tradingsymbol}`;
+    try {
+      const quote = await optional('/quote/ltp', { i: name, account_id: this.ctx.account });
+      const last = quote !== NOT_AVAILABLE ? quote[name]?.last_price : found.last_price;
+      if (last) fill(hint, `${about} · last ${num(last)}`);
+    } catch {
+      /* the hint without a price */
+    }
   }
 
   legValues(leg) {
@@ -239,7 +251,7 @@ export class Ticket {
 
   showBatch(batch, again) {
     const legs = batch.legs || [];
-    const sent = this.lastBody?.orders || [];
+    const sent = this.lastTask === batch.batch_id ? this.lastBody?.orders || [] : [];
     fill(this.result, h('div', { class: 'batch-result', dataset: { batchId: batch.batch_id, status: batch.status } },
       again ? h('p', { class: 'notice' }, 'Already placed with this ticket (same Idempotency-Key): nothing new was sent.') : null,
       h('p', { class: batch.success ? 'ok' : RUNNING.has(batch.status) ? '' : 'error' },
@@ -249,13 +261,42 @@ export class Ticket {
         h('thead', {}, h('tr', {}, ['Leg', 'Symbol', 'Order', 'Status', 'Rollback', 'Message'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, legs.map((leg) => h('tr', { dataset: { leg: leg.index, orderId: leg.order_id || '' } },
           h('td', { class: 'num' }, leg.index),
-          h('td', {}, sent[leg.index]?.tradingsymbol || ''),
+          h('td', {}, sent[leg.index]?.tradingsymbol || this.ctx.book?.byOrder.get(leg.order_id)?.tradingsymbol || ''),
           h('td', { class: 'order-id' }, leg.order_id || ''),
           h('td', {}, leg.order_status || leg.status.toUpperCase()),
           h('td', { class: 'rollback' }, leg.rollback ? `${leg.rollback.outcome}${leg.rollback.action ? ` (${leg.rollback.action})` : ''}` : ''),
           h('td', { class: 'wrap' }, leg.error || '')))))),
       h('p', { class: 'muted' }, `batch ${batch.batch_id}`, batch.completed_at ? [' · finished ', clock(batch.completed_at)] : '')));
     if (RUNNING.has(batch.status)) this.follow(batch.batch_id);
+    else this.loadBatches();
+  }
+
+  /** The account's latest batches (GET /advanced/batch-orders, where the service has it). */
+  async loadBatches() {
+    const box = $('#batches');
+    let batches;
+    try {
+      batches = await optional('/advanced/batch-orders', { account_id: this.ctx.account, limit: 10 });
+    } catch (error) {
+      fill(box, h('p', { class: 'error' }, describe(error)));
+      return;
+    }
+    if (batches === NOT_AVAILABLE) {
+      fill(box, h('p', { class: 'muted not-available' }, 'Batch list: not available on this service.'));
+      return;
+    }
+    if (!batches.length) {
+      fill(box, h('p', { class: 'muted' }, 'No batches yet.'));
+      return;
+    }
+    fill(box, h('div', { class: 'table-wrap' }, h('table', { class: 'grid batches' },
+      h('thead', {}, h('tr', {}, ['Time', 'Batch', 'Status', 'Placed', 'Error'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, batches.map((b) => h('tr', { dataset: { batchId: b.batch_id, status: b.status } },
+        h('td', {}, clock(b.created_at)),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => this.showBatch(b, false) }, b.batch_id)),
+        h('td', {}, h('span', { class: `badge ${b.success ? 'complete' : RUNNING.has(b.status) ? 'open' : 'rejected'}` }, b.status)),
+        h('td', { class: 'num' }, `${b.succeeded} / ${b.total_orders}`),
+        h('td', { class: 'wrap' }, b.error || '')))))));
   }
 
   /** A batch still running when the answer came (202): ask again until it has finished. */
