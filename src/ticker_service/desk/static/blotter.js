@@ -74,7 +74,7 @@ export class Blotter {
     return h('tr', { dataset: { key: row.key, orderId: row.order_id || '', status } },
       h('td', { class: 'wide-only' }, clock(row.order_timestamp || row.events[0]?.at)),
       h('td', {}, h('button', { type: 'button', class: 'link', title: 'Events and trades',
-        onclick: () => this.show(row) }, symbol), row.exchange ? h('small', { class: 'muted' }, ` ${row.exchange}`) : null),
+        onclick: () => this.show(row) }, symbol), row.exchange ? h('small', { class: 'muted wide-only' }, ` ${row.exchange}`) : null),
       h('td', { class: side === 'BUY' ? 'up' : side === 'SELL' ? 'down' : '' }, side),
       h('td', { class: 'num' }, row.quantity !== undefined ? `${row.filled_quantity ?? 0} / ${row.quantity}` : ''),
       h('td', { class: 'wide-only' }, row.order_type || ''),
