@@ -14,6 +14,7 @@ from ticker_service.batches.views import FINAL, load_page
 from ticker_service.orders.lifecycle.states import BatchStatus
 from ticker_service.system.access import Access, authorized
 from ticker_service.system.errors import ApiError, FieldError
+from ticker_service.system.params import Offset
 
 Wait = Annotated[
     float,
@@ -59,7 +60,7 @@ class BatchesController(Controller):
         ] = None,
         account_id: Annotated[str | None, QueryParameter(required=False, min_length=1, max_length=64)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[BatchView]:
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         known = [s.value for s in BatchStatus]
