@@ -26,6 +26,7 @@ from ticker_service.batches.service import BatchService
 from ticker_service.brokers.registry import route_handlers as broker_routes
 from ticker_service.db.embedded import resolve_database_url
 from ticker_service.db.migrate import run_migrations
+from ticker_service.desk.routes import desk_router
 from ticker_service.marketdata.history.controllers import HistoryController
 from ticker_service.marketdata.instruments.controllers import InstrumentsController
 from ticker_service.marketdata.subscriptions.controllers import SubscriptionsController
@@ -197,6 +198,7 @@ def create_app(
             SystemController,
             *broker_routes(),
             assets_router(),  # the API docs' scripts and styles: no CDN
+            desk_router(),  # the trading desk in the browser: /desk, and / opens it
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),

@@ -100,6 +100,7 @@ async def bravos_objects(c: AsyncTestClient[Any], receiver: Receiver, db: asyncp
         "account_id": BRAVO,
         "instrument_token": "408065",  # DELETE /subscriptions/{instrument_token}: one of bravo's
         "segment": "equity",  # GET /user/margins/{segment}: not an id, the account is the query's
+        "asset": "app.js",  # GET /desk/assets/{asset}: public, the same for everyone
     }
 
 
@@ -237,6 +238,8 @@ async def test_public_routes_need_no_key_and_the_others_do(database_url: str) ->
     async with make_client(database_url, ACCOUNTS, **ENV) as c:
         assert (await c.get("/health")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200
+        for page in ("/desk", "/desk/assets/app.js"):  # the desk's files hold no data: its calls carry the key
+            assert (await c.get(page)).status_code == 200
         keyless = await c.get("/tasks")
         assert keyless.status_code == 401 and "X-API-Key" in keyless.text
         assert (await c.get("/tasks", headers={"X-API-Key": "not-a-key-0123456789"})).status_code == 401

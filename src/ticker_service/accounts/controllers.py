@@ -25,7 +25,7 @@ def _page(title: str, message: str, status_code: int) -> Response[str]:
     body = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Ticker Service</title></head>"
         f"<body style='font-family: sans-serif; margin: 3em'><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(message)}</p></body></html>"
+        f"<p>{html.escape(message)}</p><p><a href='/desk#health'>Back to the desk</a></p></body></html>"
     )
     return Response(body, status_code=status_code, media_type=MediaType.HTML)
 
