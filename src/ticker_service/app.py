@@ -38,6 +38,7 @@ from ticker_service.settings import Settings
 from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.access import access_guard
+from ticker_service.system.contract import document_answers
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
 from ticker_service.system.errors import EXCEPTION_HANDLERS, answer_status
@@ -178,7 +179,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             OrdersController,
             TasksController,
@@ -215,3 +216,5 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    document_answers(app, settings)  # the OpenAPI document lists every status each operation answers
+    return app

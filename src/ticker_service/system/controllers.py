@@ -7,7 +7,8 @@ from typing import Any
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import text
 
 from ticker_service import __version__
@@ -20,6 +21,7 @@ from ticker_service.orders.lifecycle.tasks import count_by_status
 from ticker_service.runtime import Runtime
 from ticker_service.system import metrics
 from ticker_service.system.access import Access
+from ticker_service.system.contract import answer, answers
 
 LAG_DEGRADED_SECONDS = 30.0
 
@@ -31,7 +33,8 @@ class SystemController(Controller):
         "/health",
         summary="Service status",
         description="200 unless the database is unreachable (503 with Retry-After, `problems` says why).",
-        opt=Access.public(),
+        opt=Access.public()
+        | answers({503: answer(dict[str, Any], "The database is unavailable: `problems` says why")}),
     )
     async def health(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
         started = time.perf_counter()
@@ -120,6 +123,12 @@ class SystemController(Controller):
         }
         return Response(body, status_code=200)
 
-    @get("/metrics", summary="Prometheus metrics of this instance", include_in_schema=True, opt=Access.public())
-    async def metrics_endpoint(self) -> Response[bytes]:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    @get(
+        "/metrics",
+        summary="Prometheus metrics of this instance",
+        description="Prometheus' text exposition format, version 0.0.4 (what `generate_latest` writes).",
+        media_type=CONTENT_TYPE_PLAIN_0_0_4,
+        opt=Access.public(),
+    )
+    async def metrics_endpoint(self) -> Response[str]:
+        return Response(generate_latest().decode(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
