@@ -30,6 +30,7 @@ import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Schema
 from litestar.routes import HTTPRoute
 
 from ticker_service.settings import Settings
@@ -123,6 +124,39 @@ def _merged(status: int, own: ResponseSpec | None) -> ResponseSpec:
         return own
     either: Any = Union[own.data_container, ErrorBody]  # noqa: UP007  # a runtime union of two types
     return ResponseSpec(either, description=f"{own.description}; or {error.description}", generate_examples=False)
+
+
+def _strict_structs(kind: msgspec.inspect.Type, found: set[str]) -> None:
+    """The names of the structs in a body type that refuse unknown fields (`forbid_unknown_fields`)."""
+    if isinstance(kind, msgspec.inspect.StructType):
+        if kind.forbid_unknown_fields:
+            found.add(kind.cls.__name__)
+        for field in kind.fields:
+            _strict_structs(field.type, found)
+    elif isinstance(kind, msgspec.inspect.UnionType):
+        for member in kind.types:
+            _strict_structs(member, found)
+    elif isinstance(kind, (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.FrozenSetType)):
+        _strict_structs(kind.item_type, found)
+    elif isinstance(kind, msgspec.inspect.DictType):
+        _strict_structs(kind.value_type, found)
+
+
+def close_strict_bodies(app: Litestar) -> None:
+    """A request body that refuses unknown fields says so (`additionalProperties: false`): Litestar
+    leaves it open, so a client (or schemathesis) would think extra fields are accepted. Generates the
+    document now, once, as the app is built."""
+    strict: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                body = json_body_type(handler)
+                if body is not None:
+                    _strict_structs(msgspec.inspect.type_info(body), strict)
+    components = app.openapi_schema.components.schemas or {}
+    for name, schema in components.items():
+        if name in strict and isinstance(schema, Schema):
+            schema.additional_properties = False
 
 
 def document_answers(app: Litestar, settings: Settings) -> None:
