@@ -22,9 +22,10 @@ def allow_every_method(app: Litestar) -> None:
             continue
         for handler in route.route_handlers:
             fn = getattr(handler.fn, "__wrapped__", handler.fn)
-            if getattr(fn, "__name__", "") != _OPTIONS_HANDLER or not getattr(fn, "__closure__", None):
+            cells = getattr(fn, "__closure__", None) or ()
+            if getattr(fn, "__name__", "") != _OPTIONS_HANDLER:
                 continue
-            for cell in fn.__closure__:
+            for cell in cells:
                 read = cell.cell_contents
                 if isinstance(read, HTTPRoute) and read is not route:
                     read.methods = set(route.methods)
