@@ -39,7 +39,7 @@ from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.access import access_guard
 from ticker_service.system.allow import allow_every_method
-from ticker_service.system.contract import close_strict_bodies, document_answers
+from ticker_service.system.contract import describe_request_bodies, document_answers
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
 from ticker_service.system.errors import EXCEPTION_HANDLERS, answer_status
@@ -219,5 +219,5 @@ def create_app(
     )
     allow_every_method(app)  # OPTIONS: `Allow` names every method of the path
     document_answers(app, settings)  # the OpenAPI document lists every status each operation answers
-    close_strict_bodies(app)  # and says which bodies refuse unknown fields
+    describe_request_bodies(app)  # and request bodies as they are checked
     return app

@@ -126,37 +126,68 @@ def _merged(status: int, own: ResponseSpec | None) -> ResponseSpec:
     return ResponseSpec(either, description=f"{own.description}; or {error.description}", generate_examples=False)
 
 
-def _strict_structs(kind: msgspec.inspect.Type, found: set[str]) -> None:
-    """The names of the structs in a body type that refuse unknown fields (`forbid_unknown_fields`)."""
+# JSON Schema's constraint keywords, as msgspec writes them and as Litestar's `Schema` holds them
+_CONSTRAINTS = {
+    "minimum": "minimum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "maximum": "maximum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+}
+
+
+def _body_structs(kind: msgspec.inspect.Type, found: dict[str, type[msgspec.Struct]]) -> None:
+    """The structs of a request body type, by name (Litestar's name of their component schema)."""
     if isinstance(kind, msgspec.inspect.StructType):
-        if kind.forbid_unknown_fields:
-            found.add(kind.cls.__name__)
+        found[kind.cls.__name__] = kind.cls
         for field in kind.fields:
-            _strict_structs(field.type, found)
+            _body_structs(field.type, found)
     elif isinstance(kind, msgspec.inspect.UnionType):
         for member in kind.types:
-            _strict_structs(member, found)
+            _body_structs(member, found)
     elif isinstance(kind, (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.FrozenSetType)):
-        _strict_structs(kind.item_type, found)
+        _body_structs(kind.item_type, found)
     elif isinstance(kind, msgspec.inspect.DictType):
-        _strict_structs(kind.value_type, found)
+        _body_structs(kind.value_type, found)
 
 
-def close_strict_bodies(app: Litestar) -> None:
-    """A request body that refuses unknown fields says so (`additionalProperties: false`): Litestar
-    leaves it open, so a client (or schemathesis) would think extra fields are accepted. Generates the
-    document now, once, as the app is built."""
-    strict: set[str] = set()
+def _constraints(schema: dict[str, Any]) -> dict[str, Any]:
+    """The constraints of a field's msgspec schema, also those inside an optional's `anyOf`."""
+    found = {key: value for key, value in schema.items() if key in _CONSTRAINTS}
+    for member in schema.get("anyOf", []):
+        found |= {key: value for key, value in member.items() if key in _CONSTRAINTS}
+    return found
+
+
+def describe_request_bodies(app: Litestar) -> None:
+    """Request bodies described as the input guard checks them (msgspec, strict), where Litestar's
+    document said less: a struct that refuses unknown fields says `additionalProperties: false`, and
+    an optional field keeps its bounds (Litestar drops a `Meta(gt=0)` under `| None`, so `quantity: 0`
+    looked valid for a modification). Generates the document now, once, as the app is built."""
+    structs: dict[str, type[msgspec.Struct]] = {}
     for route in app.routes:
         if isinstance(route, HTTPRoute):
             for handler in route.route_handlers:
                 body = json_body_type(handler)
                 if body is not None:
-                    _strict_structs(msgspec.inspect.type_info(body), strict)
+                    _body_structs(msgspec.inspect.type_info(body), structs)
     components = app.openapi_schema.components.schemas or {}
-    for name, schema in components.items():
-        if name in strict and isinstance(schema, Schema):
+    for name, cls in structs.items():
+        schema = components.get(name)
+        if not isinstance(schema, Schema):
+            continue
+        if cls.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
+        _, definitions = msgspec.json.schema_components([cls])
+        for field_name, field_schema in definitions[name].get("properties", {}).items():
+            described = (schema.properties or {}).get(field_name)
+            if isinstance(described, Schema):
+                for key, value in _constraints(field_schema).items():
+                    setattr(described, _CONSTRAINTS[key], value)
 
 
 def document_answers(app: Litestar, settings: Settings) -> None:
