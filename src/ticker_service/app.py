@@ -39,6 +39,8 @@ from ticker_service.settings import Settings
 from ticker_service.stream.controllers import OrderStreamController
 from ticker_service.system import metrics
 from ticker_service.system.access import access_guard
+from ticker_service.system.allow import allow_every_method
+from ticker_service.system.contract import describe_request_bodies, document_answers
 from ticker_service.system.controllers import SystemController
 from ticker_service.system.docs import assets_router, openapi_config
 from ticker_service.system.errors import EXCEPTION_HANDLERS, answer_status
@@ -179,7 +181,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             OrdersController,
             TasksController,
@@ -217,3 +219,7 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    allow_every_method(app)  # OPTIONS: `Allow` names every method of the path
+    document_answers(app, settings)  # the OpenAPI document lists every status each operation answers
+    describe_request_bodies(app)  # and request bodies as they are checked
+    return app

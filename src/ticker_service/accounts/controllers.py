@@ -15,6 +15,7 @@ from ticker_service.accounts.service import AccountsService
 from ticker_service.orders.service import OrderService
 from ticker_service.portfolio import service as portfolio
 from ticker_service.system.access import Access, authorized
+from ticker_service.system.contract import ErrorBody, answer, answers
 from ticker_service.system.errors import ApiError
 
 Text = Annotated[str | None, QueryParameter(required=False, max_length=512)]
@@ -28,6 +29,15 @@ def _page(title: str, message: str, status_code: int) -> Response[str]:
         f"<p>{html.escape(message)}</p><p><a href='/desk#health'>Back to the desk</a></p></body></html>"
     )
     return Response(body, status_code=status_code, media_type=MediaType.HTML)
+
+
+LOGIN_REFUSED = {
+    400: "The broker's login did not succeed, or it refused the request_token",
+    401: "The nonce is missing, unknown, expired or already used",
+    403: "The login was of another user_id than the account's",
+    409: "The account's broker has no sessions, or TICKER_SECRET_KEY is not set",
+    503: "The broker could not be reached",
+}
 
 
 class AccountsController(Controller):
@@ -54,7 +64,14 @@ class AccountsController(Controller):
         summary="The day's broker session: an access_token, or a request_token to exchange",
         description="Checked with the broker, stored encrypted, used by every instance within seconds. "
         "Never shown again.",
-        opt=Access.path(),
+        opt=Access.path()
+        | answers(
+            {
+                403: answer(ErrorBody, "The session belongs to another user_id than the account's"),
+                409: answer(ErrorBody, "The account's broker has no sessions, or TICKER_SECRET_KEY is not set"),
+                503: answer(ErrorBody, "The broker could not be reached to check the session"),
+            }
+        ),
     )
     async def set_session(
         self,
@@ -83,7 +100,9 @@ class AccountsController(Controller):
     @get(
         "/{account_id:str}/login",
         summary="Start the broker's login (a browser; the key may be given as ?api_key=)",
-        opt=Access.path(browser=True),
+        status_code=302,
+        opt=Access.path(browser=True)
+        | answers({409: answer(ErrorBody, "The account's broker has no login, or TICKER_SECRET_KEY is not set")}),
         include_in_schema=True,
     )
     async def login(self, account_id: FromPath[str], accounts_service: NamedDependency[AccountsService]) -> Redirect:
@@ -93,7 +112,10 @@ class AccountsController(Controller):
         "/{account_id:str}/callback",
         summary="Where the broker sends the browser back (the URL to register with Kite)",
         description="Authenticated by the one-time nonce the login started with, not by an API key.",
-        opt=Access.signed(),
+        media_type=MediaType.HTML,
+        # a refusal of the login itself is a page for the browser, not JSON
+        opt=Access.signed()
+        | answers({status: answer(str, why, MediaType.HTML) for status, why in LOGIN_REFUSED.items()}),
     )
     async def callback(
         self,

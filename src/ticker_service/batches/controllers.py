@@ -13,6 +13,7 @@ from ticker_service.batches.service import BatchService, accounts_of_batch
 from ticker_service.batches.views import FINAL, load_page
 from ticker_service.orders.lifecycle.states import BatchStatus
 from ticker_service.system.access import Access, authorized
+from ticker_service.system.contract import answer, answers
 from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.system.params import Offset
 
@@ -35,7 +36,7 @@ class BatchesController(Controller):
         summary="Place 1 to 20 orders in order, rolling back on failure",
         description="201 once the batch has finished (success true or false, rollback done); 202 while it runs.",
         status_code=201,
-        opt=Access.body(),
+        opt=Access.body() | answers({202: answer(BatchView, "Still in flight: the batch, to follow by its id")}),
     )
     async def place(
         self,

@@ -27,6 +27,7 @@ from ticker_service.orders.schemas import ModifyOrderRequest, PlaceOrderRequest,
 from ticker_service.orders.service import Answer, OrderService, accounts_of_order
 from ticker_service.portfolio import service as portfolio
 from ticker_service.system.access import Access, authorized
+from ticker_service.system.contract import BROKER_WITHOUT_IT, ErrorBody, answer, answers
 from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.system.params import Offset
 
@@ -52,6 +53,12 @@ AccountQuery = Annotated[
 # `?account_id=` (default primary), whose broker is asked.
 ORDER_ROW = Access.row("order_id", accounts_of_order, "order", fallback="account_id", default="primary")
 TASK_ROW = Access.row("task_id", accounts_of_task, "task")
+# what a task's answer can be besides its success (OrderService.status_code)
+TASK_ANSWERS = {
+    202: answer(TaskView, "Still in flight: the task, to follow at /tasks/{task_id}"),
+    422: answer(TaskView, "The broker refused it: the task says why"),
+    503: answer(TaskView, "The service gave up on the broker: the task says why"),
+}
 
 
 def _respond(answer: Answer) -> Response[TaskView]:
@@ -69,7 +76,8 @@ class OrdersController(Controller):
         "422 when a field is invalid or the broker refused it. With `autoslice` an order above the freeze "
         "quantity is placed as a batch of slices and answered as that batch.",
         status_code=201,
-        opt=Access.body(),
+        opt=Access.body()
+        | answers(TASK_ANSWERS | {202: answer(TaskView | BatchView, "Still in flight: the task or the batch")}),
     )
     async def place(
         self,
@@ -112,7 +120,11 @@ class OrdersController(Controller):
     ) -> dict[str, Any]:
         return await order_service.find_order(order_id, authorized(request).account)
 
-    @get("/{order_id:str}/trades", summary="An order's fills, in Kite's shape", opt=ORDER_ROW)
+    @get(
+        "/{order_id:str}/trades",
+        summary="An order's fills, in Kite's shape",
+        opt=ORDER_ROW | answers(BROKER_WITHOUT_IT),
+    )
     async def order_trades(
         self,
         request: Request[Any, Any, Any],
@@ -122,7 +134,12 @@ class OrdersController(Controller):
     ) -> list[dict[str, Any]]:
         return await portfolio.order_trades(order_service.broker(authorized(request).account), order_id)
 
-    @put("/{order_id:str}", summary="Modify an open order (through a task)", status_code=200, opt=ORDER_ROW)
+    @put(
+        "/{order_id:str}",
+        summary="Modify an open order (through a task)",
+        status_code=200,
+        opt=ORDER_ROW | answers(TASK_ANSWERS),
+    )
     async def modify(
         self,
         request: Request[Any, Any, Any],
@@ -136,7 +153,12 @@ class OrdersController(Controller):
         account = authorized(request).account
         return _respond(await order_service.modify(order_id, data, account, idempotency_key, wait))
 
-    @delete("/{order_id:str}", summary="Cancel an open order (through a task)", status_code=200, opt=ORDER_ROW)
+    @delete(
+        "/{order_id:str}",
+        summary="Cancel an open order (through a task)",
+        status_code=200,
+        opt=ORDER_ROW | answers(TASK_ANSWERS),
+    )
     async def cancel(
         self,
         request: Request[Any, Any, Any],
@@ -185,7 +207,12 @@ class TasksController(Controller):
         )
         return [await order_service.view(t) for t in tasks]
 
-    @post("/{task_id:str}/retry", summary="Requeue a dead-lettered task", status_code=202, opt=TASK_ROW)
+    @post(
+        "/{task_id:str}/retry",
+        summary="Requeue a dead-lettered task",
+        status_code=202,
+        opt=TASK_ROW | answers({409: answer(ErrorBody, "The task is not dead-lettered")}),
+    )
     async def retry(self, task_id: FromPath[str], order_service: NamedDependency[OrderService]) -> TaskView:
         try:
             requeued = await retry_dead_letter(order_service.pool, task_id)

@@ -12,6 +12,7 @@ from ticker_service.orders.service import OrderService
 from ticker_service.portfolio import service
 from ticker_service.runtime import Runtime
 from ticker_service.system.access import Access, authorized
+from ticker_service.system.contract import BROKER_WITHOUT_IT, answers
 
 AccountId = Annotated[str, QueryParameter(min_length=1, max_length=64, description="The account (default primary)")]
 
@@ -20,7 +21,11 @@ class HoldingsController(Controller):
     path = "/portfolio"
     tags = ["portfolio"]
 
-    @get("/holdings", summary="Holdings in Kite's shape (delivery shares; T1 until settled)", opt=Access.query())
+    @get(
+        "/holdings",
+        summary="Holdings in Kite's shape (delivery shares; T1 until settled)",
+        opt=Access.query() | answers(BROKER_WITHOUT_IT),
+    )
     async def holdings(
         self,
         request: Request[Any, Any, Any],
@@ -34,7 +39,11 @@ class MarginsController(Controller):
     path = "/user"
     tags = ["portfolio"]
 
-    @get("/margins", summary="Funds and margins per segment, in Kite's shape", opt=Access.query())
+    @get(
+        "/margins",
+        summary="Funds and margins per segment, in Kite's shape",
+        opt=Access.query() | answers(BROKER_WITHOUT_IT),
+    )
     async def margins(
         self,
         request: Request[Any, Any, Any],
@@ -43,7 +52,11 @@ class MarginsController(Controller):
     ) -> dict[str, Any]:
         return await service.margins(order_service.broker(authorized(request).same(account_id)))
 
-    @get("/margins/{segment:str}", summary="Funds and margins of one segment (equity, commodity)", opt=Access.query())
+    @get(
+        "/margins/{segment:str}",
+        summary="Funds and margins of one segment (equity, commodity)",
+        opt=Access.query() | answers(BROKER_WITHOUT_IT),
+    )
     async def margins_segment(
         self,
         request: Request[Any, Any, Any],
@@ -64,7 +77,11 @@ class QuotesController(Controller):
     path = "/quote"
     tags = ["market data"]
 
-    @get("/", summary="Quotes in Kite's shape (the feed's fresh ticks, else the broker)", opt=Access.query())
+    @get(
+        "/",
+        summary="Quotes in Kite's shape (the feed's fresh ticks, else the broker)",
+        opt=Access.query() | answers(BROKER_WITHOUT_IT),
+    )
     async def quote(
         self,
         request: Request[Any, Any, Any],
@@ -75,7 +92,11 @@ class QuotesController(Controller):
         account = authorized(request).same(account_id)
         return await runtime.quotes.answer(account, runtime.orders.broker(account), i, ltp=False)
 
-    @get("/ltp", summary="Last prices in Kite's shape (the feed's fresh ticks, else the broker)", opt=Access.query())
+    @get(
+        "/ltp",
+        summary="Last prices in Kite's shape (the feed's fresh ticks, else the broker)",
+        opt=Access.query() | answers(BROKER_WITHOUT_IT),
+    )
     async def ltp(
         self,
         request: Request[Any, Any, Any],

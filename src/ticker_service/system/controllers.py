@@ -12,13 +12,15 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import Metric
 
 from ticker_service.db.availability import RETRY_AFTER_SECONDS, outage_reason
 from ticker_service.runtime import Runtime
 from ticker_service.system import samples
 from ticker_service.system.access import Access
+from ticker_service.system.contract import ErrorBody, answer, answers
 from ticker_service.system.health import down_body, health_body
 from ticker_service.system.operator_view import OperatorView, operator_view, require_metrics_access
 
@@ -50,8 +52,10 @@ class SystemController(Controller):
         "/health",
         summary="Service status: ok, degraded (200) or down (503)",
         description="With TICKER_METRICS_KEY set, the detail needs that key; without it only `status` is shown. "
-        "Accounts appear only to callers who may use them.",
-        opt=Access.public(),
+        "Accounts appear only to callers who may use them. 503 with Retry-After when the database is "
+        "unreachable (`problems` says why).",
+        opt=Access.public()
+        | answers({503: answer(dict[str, Any], "Down: the database is unavailable; `problems` says why")}),
     )
     async def health(
         self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
@@ -82,10 +86,11 @@ class SystemController(Controller):
     @get(
         "/metrics",
         summary="Prometheus metrics of this instance",
-        description="Needs TICKER_METRICS_KEY when it is set (X-API-Key or Authorization: Bearer); "
-        "series of accounts the caller may not use are left out.",
-        include_in_schema=True,
-        opt=Access.public(),
+        description="Prometheus' text exposition format, version 0.0.4. Needs TICKER_METRICS_KEY when it is "
+        "set (X-API-Key or Authorization: Bearer); series of accounts the caller may not use are left out.",
+        media_type=CONTENT_TYPE_PLAIN_0_0_4,
+        opt=Access.public()
+        | answers({401: answer(ErrorBody, "TICKER_METRICS_KEY is set and the request does not carry it")}),
     )
     async def metrics_endpoint(
         self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
@@ -96,4 +101,4 @@ class SystemController(Controller):
             samples.publish(await samples.take(runtime.engine, runtime.pool, runtime.settings.account_ids))
         except Exception as exc:
             log.warning("metrics: the database could not be sampled", error=type(exc).__name__)
-        return Response(generate_latest(_VisibleMetrics(view)), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_VisibleMetrics(view)), media_type=CONTENT_TYPE_PLAIN_0_0_4)

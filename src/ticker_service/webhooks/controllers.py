@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ticker_service.system.access import Access, authorized
+from ticker_service.system.contract import ErrorBody, answer, answers
 from ticker_service.system.errors import ApiError, FieldError
 from ticker_service.system.params import Offset
 from ticker_service.webhooks.schemas import CreateWebhookRequest, DeliveryView, WebhookView
@@ -22,7 +23,12 @@ class WebhooksController(Controller):
     path = "/advanced/webhooks"
     tags = ["webhooks"]
 
-    @post("/", summary="Register a webhook", status_code=201, opt=Access.body())
+    @post(
+        "/",
+        summary="Register a webhook",
+        status_code=201,
+        opt=Access.body() | answers({409: answer(ErrorBody, "The account has as many webhooks as it may")}),
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -76,7 +82,7 @@ class WebhooksController(Controller):
         "/{webhook_id:str}/deliveries/{delivery_id:str}/replay",
         summary="Send a delivered or dead delivery again (same webhook-id)",
         status_code=202,
-        opt=WEBHOOK_ROW,
+        opt=WEBHOOK_ROW | answers({409: answer(ErrorBody, "Disabled, or the delivery is not final")}),
     )
     async def replay(
         self,
@@ -89,7 +95,12 @@ class WebhooksController(Controller):
             raise ApiError(409, f"webhook_id: webhook is disabled ({row['disabled_reason']}); register it again")
         return await webhook_service.replay(webhook_id, delivery_id)
 
-    @post("/{webhook_id:str}/test", summary="Send a `ping` event to the webhook", status_code=202, opt=WEBHOOK_ROW)
+    @post(
+        "/{webhook_id:str}/test",
+        summary="Send a `ping` event to the webhook",
+        status_code=202,
+        opt=WEBHOOK_ROW | answers({409: answer(ErrorBody, "The webhook is disabled")}),
+    )
     async def test(
         self,
         webhook_id: FromPath[str],
