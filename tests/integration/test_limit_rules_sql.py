@@ -121,8 +121,10 @@ async def test_a_trimmed_predecessor_is_replaced_by_the_newest_trimmed_grant(db:
 
 async def test_the_latest_bound_of_all_rings_wins_and_is_named(db: asyncpg.Connection) -> None:
     t = await ahead(db)
+    day_start = t.astimezone(IST).replace(hour=0, minute=0, second=0, microsecond=0)
     await ring(db, SECOND, 10, last=t, predecessor=t - timedelta(seconds=0.5))
-    await ring(db, DAY, 5, last=t, predecessor=t - timedelta(hours=1))
+    # the day's grants all inside t's IST day (an hour back crossed midnight when run just after it)
+    await ring(db, DAY, 5, last=t, predecessor=day_start + (t - day_start) / 2)
     row = await reserve(db, [SECOND, DAY])
     assert (row["o_binding"], row["o_at"]) == (DAY.name, IST_DAY.next_start(t))
 
