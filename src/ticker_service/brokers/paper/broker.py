@@ -460,18 +460,7 @@ class PaperBroker:
 
     async def _fill(self, conn: asyncpg.Connection, row: Mapping[Any, Any], fill_price: Decimal) -> None:
         qty = int(row["quantity"]) - int(row["filled_quantity"])
-        await conn.execute(
-            _TRADE,
-            row["order_id"],
-            row["account_id"],
-            row["exchange"],
-            row["tradingsymbol"],
-            row["instrument_token"],
-            row["product"],
-            row["transaction_type"],
-            qty,
-            fill_price,
-        )
+        await self._trade(conn, row, fill_price, qty)
 
     async def _get_row(self, conn: asyncpg.Connection, order_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
         row = await conn.fetchrow(_ORDER_FOR_UPDATE if lock else _ORDER, order_id, self.account_id)

@@ -101,70 +101,51 @@ def _when(epoch: int) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC).astimezone(_IST) if epoch else None
 
 
+def _prices(token: int, last: int, open_: int, high: int, low: int, close: int) -> tuple[float, float, _Ohlc, float]:
+    """(divisor, last price, OHLC, change): the fields every quote-size layout shares, as `Tick` has them."""
+    divisor = price_divisor(token)
+    last_price, close_price = last / divisor, close / divisor
+    ohlc = _Ohlc(open_ / divisor, high / divisor, low / divisor, close_price)
+    return divisor, last_price, ohlc, last_price - close_price if close_price != 0 else 0.0
+
+
 def encode_packet(packet: bytes) -> bytes:
     """The packet's tick as JSON bytes; `MalformedFrameError` for a size that is no Kite layout."""
     size = len(packet)
     if size in (QUOTE_SIZE, FULL_SIZE):
         token, last, last_qty, average, volume, buy_qty, sell_qty, open_, high, low, close = _QUOTE.unpack_from(packet)
-        divisor = price_divisor(token)
-        last_price, close_price = last / divisor, close / divisor
-        ohlc = _Ohlc(open_ / divisor, high / divisor, low / divisor, close_price)
-        change = last_price - close_price if close_price != 0 else 0.0
-        tradable = token & 0xFF != INDICES
+        divisor, last_price, ohlc, change = _prices(token, last, open_, high, low, close)
+        quote = (
+            token & 0xFF != INDICES,
+            token,
+            last_price,
+            last_qty,
+            average / divisor,
+            volume,
+            buy_qty,
+            sell_qty,
+            ohlc,
+            change,
+        )
         if size == QUOTE_SIZE:
-            return _encoder.encode(
-                _Quote(
-                    "quote",
-                    tradable,
-                    token,
-                    last_price,
-                    last_qty,
-                    average / divisor,
-                    volume,
-                    buy_qty,
-                    sell_qty,
-                    ohlc,
-                    change,
-                )
-            )
+            return _encoder.encode(_Quote("quote", *quote))
         trade_time, oi, oi_high, oi_low, stamp = _FULL_EXTRA.unpack_from(packet, QUOTE_SIZE)
         levels = _DEPTH.unpack_from(packet, 64)
         book = [_Level(levels[i + 1] / divisor, levels[i], levels[i + 2]) for i in range(0, 30, 3)]
         timestamp = _when(stamp)
+        depth = _Depth(book[:5], book[5:])
         return _encoder.encode(
-            _Full(
-                "full",
-                tradable,
-                token,
-                last_price,
-                last_qty,
-                average / divisor,
-                volume,
-                buy_qty,
-                sell_qty,
-                ohlc,
-                change,
-                _when(trade_time),
-                oi,
-                oi_high,
-                oi_low,
-                timestamp,
-                _Depth(book[:5], book[5:]),
-                timestamp,
-            )
+            _Full("full", *quote, _when(trade_time), oi, oi_high, oi_low, timestamp, depth, timestamp)
         )
     if size == LTP_SIZE:
         token, last = _LTP.unpack_from(packet)
         return _encoder.encode(_Ltp("ltp", token & 0xFF != INDICES, token, last / price_divisor(token)))
     if size in (INDEX_QUOTE_SIZE, INDEX_FULL_SIZE):
         token, last, high, low, open_, close, _kite_change = _INDEX_QUOTE.unpack_from(packet)
-        divisor = price_divisor(token)
-        last_price, close_price = last / divisor, close / divisor
-        ohlc = _Ohlc(open_ / divisor, high / divisor, low / divisor, close_price)
-        change = last_price - close_price if close_price != 0 else 0.0
-        tradable = token & 0xFF != INDICES
+        _divisor, last_price, ohlc, change = _prices(token, last, open_, high, low, close)
+        index = (token & 0xFF != INDICES, token, last_price, ohlc, change)
         if size == INDEX_QUOTE_SIZE:
-            return _encoder.encode(_IndexQuote("quote", tradable, token, last_price, ohlc, change))
+            return _encoder.encode(_IndexQuote("quote", *index))
         timestamp = _when(_INDEX_TIMESTAMP.unpack_from(packet, INDEX_QUOTE_SIZE)[0])
-        return _encoder.encode(_IndexFull("full", tradable, token, last_price, ohlc, change, timestamp, timestamp))
+        return _encoder.encode(_IndexFull("full", *index, timestamp, timestamp))
     raise MalformedFrameError(f"unknown packet size {size}")
